@@ -1,0 +1,205 @@
+"""The ``emofuse`` command.
+
+    emofuse repo build [--out DIR]      write the Triton model repository (ports the face model)
+    emofuse triton start                run Triton on the repository until stopped
+    emofuse serve                       build if needed, start Triton, analyse a sample, keep serving
+    emofuse analyze FILE [--json]       analyse a video or image (starts Triton unless TRITON_URL is set)
+    emofuse sample FILE                 write a sample video to try
+
+Settings from the environment: ``TRITON_URL`` (host:port of an external Triton's gRPC endpoint;
+none starts a local one), ``EMOFUSE_MODEL_REPOSITORY`` (default: ./model_repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from ._exceptions import EmofuseError, InputError
+
+log = logging.getLogger("emofuse")
+
+EXIT_INPUT, EXIT_UPSTREAM = 1, 3
+
+
+def default_repository() -> Path:
+    return Path(os.environ.get("EMOFUSE_MODEL_REPOSITORY", "model_repository"))
+
+
+def _stop_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so that context managers shut Triton down cleanly."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
+@contextlib.contextmanager
+def triton_url(args: argparse.Namespace) -> Iterator[str]:
+    """The gRPC URL of the Triton to use: ``--triton``/``TRITON_URL``, or a local one started here."""
+    url = getattr(args, "triton", None) or os.environ.get("TRITON_URL")
+    if url:
+        yield url
+        return
+    from .triton_server import TritonPorts, TritonServer
+
+    repository = Path(args.repository)
+    if not (repository / "face_expression" / "1" / "model.onnx").is_file():
+        raise InputError(f"{repository} has no exported models; run `emofuse repo build` first.")
+    _stop_on_sigterm()
+    with TritonServer(repository, ports=TritonPorts.free()) as server:
+        yield server.grpc_url
+
+
+def cmd_repo_build(args: argparse.Namespace) -> int:
+    from export.build import build_default_repository
+
+    path = build_default_repository(args.out)
+    print(f"Model repository written to {path}")
+    return 0
+
+
+def cmd_triton_start(args: argparse.Namespace) -> int:
+    from .triton_server import TritonPorts, TritonServer
+
+    _stop_on_sigterm()
+    server = TritonServer(args.repository, ports=TritonPorts(args.grpc_port, args.http_port, args.metrics_port))
+    with server:
+        print(f"Triton ready: gRPC {server.grpc_url}, HTTP {server.http_url}, metrics {server.metrics_url}", flush=True)
+        return server.wait()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from preprocessing.synthesis import write_sample_video
+
+    from .analysis import Analyzer
+    from .triton_client import EmotionClient
+    from .triton_server import TritonPorts, TritonServer
+
+    repository = Path(args.repository)
+    if not (repository / "face_expression" / "1" / "model.onnx").is_file():
+        from export.build import build_default_repository
+
+        print(f"Building the model repository in {repository} ...", flush=True)
+        build_default_repository(repository)
+    sample = Path(args.workdir) / "sample.mp4"
+    if not sample.is_file():
+        sample.parent.mkdir(parents=True, exist_ok=True)
+        write_sample_video(sample)
+    _stop_on_sigterm()
+    server = TritonServer(repository, ports=TritonPorts(args.grpc_port, args.http_port, args.metrics_port))
+    with server:
+        print(f"Triton ready: gRPC {server.grpc_url}, HTTP {server.http_url}, metrics {server.metrics_url}", flush=True)
+        with EmotionClient(server.grpc_url) as client:
+            result = Analyzer(client).analyze(sample, Path(args.workdir) / "results")
+        verdict = result.timeline.verdict()
+        print(f"Sample {sample}: {verdict.label if verdict else 'no verdict'}; results in {Path(args.workdir) / 'results'}")
+        print(f"Try: TRITON_URL={server.grpc_url} emofuse analyze {sample}   (Ctrl-C stops the server)", flush=True)
+        return server.wait()
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from preprocessing.windows import WindowSpec
+
+    from .analysis import Analyzer, Progress
+    from .triton_client import EmotionClient
+
+    def progress(p: Progress) -> None:
+        print(f"\r{p.stage}: {p.done / p.total:4.0%}", end="", file=sys.stderr, flush=True)
+
+    spec = WindowSpec(hop_s=args.hop) if args.hop else WindowSpec()
+    with triton_url(args) as url, EmotionClient(url) as client:
+        result = Analyzer(client, spec=spec).analyze(
+            args.recording,
+            args.out,
+            whole_image=args.whole_image,
+            render=not args.no_video,
+            progress=progress if sys.stderr.isatty() and not args.json else None,
+        )
+    if sys.stderr.isatty() and not args.json:
+        print(file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        verdict = result.timeline.verdict()
+        summary = "untrained model: no verdict shown" if not result.timeline.trained else (verdict.label if verdict else "no verdict")
+        print(f"{result.recording.path.name}: {summary}")
+        for kind, path in result.files.items():
+            print(f"  {kind}: {path}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from preprocessing.synthesis import SampleSpec, write_sample_video
+
+    path = write_sample_video(args.path, SampleSpec(duration_s=args.duration))
+    print(f"Sample video written to {path}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="emofuse", description="Multimodal emotion recognition served by Triton.")
+    main.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    commands = main.add_subparsers(dest="command", required=True)
+
+    def with_repository(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--repository", default=default_repository(), type=Path, help="model repository (default: %(default)s)")
+        return p
+
+    def with_ports(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--grpc-port", type=int, default=8001)
+        p.add_argument("--http-port", type=int, default=8000)
+        p.add_argument("--metrics-port", type=int, default=8002)
+        return p
+
+    repo = commands.add_parser("repo", help="the Triton model repository").add_subparsers(dest="action", required=True)
+    build = repo.add_parser("build", help="write the model repository")
+    build.add_argument("--out", type=Path, default=default_repository(), help="where (default: %(default)s)")
+    build.set_defaults(run=cmd_repo_build)
+
+    triton = commands.add_parser("triton", help="the Triton server").add_subparsers(dest="action", required=True)
+    start = with_ports(with_repository(triton.add_parser("start", help="run Triton until stopped")))
+    start.set_defaults(run=cmd_triton_start)
+
+    serve = with_ports(with_repository(commands.add_parser("serve", help="start the service and analyse a sample")))
+    serve.add_argument("--workdir", type=Path, default=Path("var"), help="sample and results (default: %(default)s)")
+    serve.set_defaults(run=cmd_serve)
+
+    analyze = with_repository(commands.add_parser("analyze", help="analyse a video or image"))
+    analyze.add_argument("recording", type=Path)
+    analyze.add_argument("--out", type=Path, default=Path("emofuse-results"), help="output folder (default: %(default)s)")
+    analyze.add_argument("--json", action="store_true", help="print the result as JSON on standard output")
+    analyze.add_argument("--whole-image", action="store_true", help="the image is one face crop")
+    analyze.add_argument("--no-video", action="store_true", help="skip the annotated copy")
+    analyze.add_argument("--hop", type=float, help="seconds between window starts (default: the window length, 3.6)")
+    analyze.add_argument("--triton", help="host:port of Triton's gRPC endpoint (default: $TRITON_URL, else a local server)")
+    analyze.set_defaults(run=cmd_analyze)
+
+    sample = commands.add_parser("sample", help="write a sample video")
+    sample.add_argument("path", type=Path)
+    sample.add_argument("--duration", type=float, default=12.0, help="seconds (default: %(default)s)")
+    sample.set_defaults(run=cmd_sample)
+    return main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except InputError as err:
+        print(f"emofuse: error: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    except EmofuseError as err:
+        print(f"emofuse: error: {err}", file=sys.stderr)
+        return EXIT_UPSTREAM
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Timelines: the emotion of each window of a recording, and the verdict over all of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = ["Timeline", "Verdict", "WindowResult"]
+
+#: ok: the model judged the window; no_face: nothing to judge; untrained: the model's weights never
+#: saw real data, so its output is withheld.
+Status = Literal["ok", "no_face", "untrained"]
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """The answer for one window.
+
+    Attributes
+    ----------
+    index : int
+    start_s, end_s : float
+        Span of the window in seconds.
+    status : 'ok' | 'no_face' | 'untrained'
+    probabilities : ndarray, shape (n_labels,) | None
+        Present only when status is 'ok'.
+    face_frames : int
+        Frames of the window in which a face was found.
+    frames : int
+        Frames sampled in the window.
+    """
+
+    index: int
+    start_s: float
+    end_s: float
+    status: Status
+    probabilities: np.ndarray | None
+    face_frames: int
+    frames: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The label the windows' probabilities, averaged, point to."""
+
+    label: str
+    probabilities: np.ndarray  # (n_labels,)
+    windows: int  # windows averaged
+
+
+def _probabilities(labels: tuple[str, ...], probs: np.ndarray) -> dict[str, float]:
+    return {label: round(float(p), 4) for label, p in zip(labels, probs)}
+
+
+@dataclass
+class Timeline:
+    """Window results of one recording from one model.
+
+    Attributes
+    ----------
+    model : str
+        The Triton model that answered.
+    labels : tuple of str
+    trained : bool
+        False when the model's weights never saw real data: no label is ever shown.
+    windows : list of WindowResult
+        In time order.
+    """
+
+    model: str
+    labels: tuple[str, ...]
+    trained: bool
+    windows: list[WindowResult] = field(default_factory=list)
+
+    def label(self, window: WindowResult) -> str | None:
+        """The top label of a judged window, else None."""
+        if window.status != "ok":
+            return None
+        return self.labels[int(np.argmax(window.probabilities))]
+
+    def caption(self, window: WindowResult) -> str:
+        """What a person sees for a window: 'happy 82%', 'no face' or 'untrained model'."""
+        if window.status == "untrained":
+            return "untrained model"
+        if window.status == "no_face":
+            return "no face"
+        return f"{self.label(window)} {round(100 * float(window.probabilities.max()))}%"
+
+    def verdict(self) -> Verdict | None:
+        """Average of the judged windows' probabilities; None if no window was judged."""
+        judged = [w.probabilities for w in self.windows if w.status == "ok"]
+        if not judged:
+            return None
+        mean = np.mean(judged, axis=0)
+        return Verdict(self.labels[int(np.argmax(mean))], mean, len(judged))
+
+    def to_dict(self) -> dict[str, Any]:
+        verdict = self.verdict()
+        return {
+            "model": self.model,
+            "weights": "real" if self.trained else "untrained",
+            "labels": list(self.labels),
+            "verdict": None
+            if verdict is None
+            else {
+                "label": verdict.label,
+                "probabilities": _probabilities(self.labels, verdict.probabilities),
+                "windows": verdict.windows,
+            },
+            "windows": [
+                {
+                    "index": w.index,
+                    "start_s": round(w.start_s, 3),
+                    "end_s": round(w.end_s, 3),
+                    "status": w.status,
+                    "label": self.label(w),
+                    "probabilities": None if w.probabilities is None else _probabilities(self.labels, w.probabilities),
+                    "face_found": w.face_frames > 0,
+                    "face_frames": w.face_frames,
+                    "frames": w.frames,
+                }
+                for w in self.windows
+            ],
+        }

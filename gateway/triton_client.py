@@ -1,0 +1,143 @@
+"""Talk to the Triton server over gRPC: model descriptions, and requests kept in flight.
+
+Every analysis reaches the models through this client; nothing on that path imports torch.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
+from ._exceptions import ModelError, TritonTimeout, TritonUnavailable, UpstreamError
+
+__all__ = ["DEFAULT_TIMEOUT_S", "EmotionClient", "ModelInfo"]
+
+#: Seconds one request may take before it fails with TritonTimeout.
+DEFAULT_TIMEOUT_S = 60.0
+#: Requests sent and not yet answered, per client: enough to keep the server's batcher fed.
+DEFAULT_IN_FLIGHT = 4
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the client needs to know of a served model, read from its config's parameters.
+
+    Attributes
+    ----------
+    name : str
+        Name in the repository.
+    labels : tuple of str
+        Class names in output order.
+    weights : str
+        'real', 'synthetic' or 'none' (see ``models.card``).
+    max_batch_size : int
+        Largest batch (of windows) one request may carry.
+    """
+
+    name: str
+    labels: tuple[str, ...]
+    weights: str
+    max_batch_size: int
+
+    @property
+    def trained(self) -> bool:
+        return self.weights == "real"
+
+
+def _upstream_error(err: InferenceServerException, url: str) -> UpstreamError:
+    status = err.status() or ""
+    if "UNAVAILABLE" in status:
+        return TritonUnavailable(f"Triton at {url} is not reachable: {err.message()}")
+    if "DEADLINE_EXCEEDED" in status:
+        return TritonTimeout(f"Triton at {url} did not answer in time.")
+    return ModelError(f"Triton at {url} refused the request: {err.message()}")
+
+
+class EmotionClient:
+    """A gRPC client of one Triton server.
+
+    Parameters
+    ----------
+    url : str
+        ``host:port`` of Triton's gRPC endpoint.
+    timeout_s : float
+        Per-request limit in seconds.
+    in_flight : int
+        Requests :meth:`submit` keeps outstanding before it waits for one to finish.
+    """
+
+    def __init__(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, in_flight: int = DEFAULT_IN_FLIGHT) -> None:
+        self.url, self.timeout_s = url, timeout_s
+        self._client = grpcclient.InferenceServerClient(url)
+        self._slots = threading.BoundedSemaphore(in_flight)
+        self._models: dict[str, ModelInfo] = {}
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> EmotionClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def model(self, name: str) -> ModelInfo:
+        """Describe a served model; raises TritonUnavailable if it is not ready."""
+        if name not in self._models:
+            try:
+                if not self._client.is_model_ready(name, client_timeout=self.timeout_s):
+                    raise TritonUnavailable(f"Model {name!r} is not ready on Triton at {self.url}.")
+                config = self._client.get_model_config(name, client_timeout=self.timeout_s).config
+            except InferenceServerException as err:
+                raise _upstream_error(err, self.url) from err
+            params = {key: value.string_value for key, value in config.parameters.items()}
+            self._models[name] = ModelInfo(
+                name=name,
+                labels=tuple(params["labels"].split(",")) if params.get("labels") else (),
+                weights=params.get("weights", "none"),
+                max_batch_size=config.max_batch_size,
+            )
+        return self._models[name]
+
+    def submit(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> Future[dict[str, np.ndarray]]:
+        """Send one request without waiting for its answer.
+
+        Blocks only while ``in_flight`` requests are outstanding. The future's result maps each
+        output name to its array; its exception is an :class:`UpstreamError`.
+        """
+        request = []
+        for name, array in inputs.items():
+            tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+            tensor.set_data_from_numpy(array)
+            request.append(tensor)
+        future: Future[dict[str, np.ndarray]] = Future()
+
+        def done(result: grpcclient.InferResult | None, error: InferenceServerException | None) -> None:
+            self._slots.release()
+            if error is not None:
+                future.set_exception(_upstream_error(error, self.url))
+            else:
+                future.set_result({name: result.as_numpy(name) for name in outputs})
+
+        self._slots.acquire()
+        try:
+            self._client.async_infer(
+                model_name=model,
+                inputs=request,
+                callback=done,
+                outputs=[grpcclient.InferRequestedOutput(name) for name in outputs],
+                client_timeout=self.timeout_s,
+            )
+        except InferenceServerException as err:
+            self._slots.release()
+            raise _upstream_error(err, self.url) from err
+        return future
+
+    def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        """Send one request and wait for its answer."""
+        return self.submit(model, inputs, outputs).result()
