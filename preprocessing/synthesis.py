@@ -112,13 +112,13 @@ def write_sample_video(path: str | Path, spec: SampleSpec = SampleSpec(), *, see
     rng = np.random.default_rng(seed)
     face = astronaut_face()
     face = cv2.resize(face, (round(face.shape[1] * spec.face_height / face.shape[0]), spec.face_height), interpolation=cv2.INTER_AREA)
-    background = cv2.resize(rng.integers(60, 200, (spec.height // 16 + 1, spec.width // 16 + 1, 3), dtype=np.uint8), (spec.width, spec.height), interpolation=cv2.INTER_CUBIC)
+    background = _room(spec.width, spec.height, rng)
     time_base = Fraction(1, 90_000)
     with av.open(str(path), "w") as out:
         video = out.add_stream(spec.codec, rate=Fraction(spec.fps).limit_denominator(1001))
         video.width, video.height = spec.width, spec.height
         video.pix_fmt = "yuv420p"
-        video.time_base = time_base
+        video.time_base = video.codec_context.time_base = time_base  # fine enough for any frame time
         if spec.codec == "libx264":
             video.options = {"preset": "veryfast", "crf": "23"}
         audio = _add_audio(out, spec)
@@ -157,6 +157,20 @@ def _write_audio(out: av.container.OutputContainer, stream: av.audio.stream.Audi
         frame.sample_rate, frame.pts = stream.rate, start
         out.mux(stream.encode(frame))
     return max(start, end)
+
+
+def _room(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """A plain room: a shaded wall, a few framed rectangles (shelves, pictures) and a desk."""
+    shade = np.linspace(150, 110, height)[:, None, None] * np.array([1.0, 0.95, 0.85])
+    room = np.broadcast_to(shade, (height, width, 3)).astype(np.uint8).copy()
+    for _ in range(6):
+        w, h = rng.integers(width // 12, width // 5), rng.integers(height // 12, height // 4)
+        x, y = rng.integers(0, width - w), rng.integers(0, height // 2)
+        colour = tuple(int(c) for c in rng.integers(40, 220, 3))
+        cv2.rectangle(room, (int(x), int(y)), (int(x + w), int(y + h)), colour, -1)
+        cv2.rectangle(room, (int(x), int(y)), (int(x + w), int(y + h)), (30, 30, 30), 3)
+    room[int(0.8 * height) :] = (92, 64, 45)  # the desk
+    return room
 
 
 def _compose(background: np.ndarray, face: np.ndarray, t: float, spec: SampleSpec, rng: np.random.Generator) -> np.ndarray:

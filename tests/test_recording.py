@@ -31,6 +31,11 @@ def test_probe_still(tmp_path) -> None:
     assert read_still(info).shape == (512, 512, 3)
 
 
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
 def _truncated(source: Path, tmp_path: Path) -> Path:
     path = tmp_path / "truncated.mp4"
     path.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
@@ -57,9 +62,9 @@ def _unknown_codec(tmp_path: Path) -> Path:
     ("make", "error", "message"),
     [
         (lambda tmp, video: tmp / "missing.mp4", UnreadableRecording, "no such file"),
-        (lambda tmp, video: (tmp / "empty.mp4").write_bytes(b"") or tmp / "empty.mp4", UnreadableRecording, "empty"),
-        (lambda tmp, video: (tmp / "notes.mp4").write_text("not a video\n" * 100) or tmp / "notes.mp4", UnreadableRecording, "not a readable media file"),
-        (lambda tmp, video: _truncated(video, tmp), UnreadableRecording, ""),
+        (lambda tmp, video: _write(tmp / "empty.mp4", b""), UnreadableRecording, "empty"),
+        (lambda tmp, video: _write(tmp / "notes.mp4", b"not a video\n" * 100), UnreadableRecording, "not a readable media file"),
+        (lambda tmp, video: _truncated(video, tmp), UnreadableRecording, "not a readable media file"),
         (lambda tmp, video: _unknown_codec(tmp), UnsupportedMedia, "no video or audio stream that can be decoded"),
     ],
     ids=["missing", "empty", "text", "truncated", "unknown-codec"],

@@ -26,7 +26,8 @@ CROP = CropSpec(size=64, grey=True)
     ],
 )
 def test_spans_cover_the_recording(duration: float, hop: float, expected: list) -> None:
-    assert WindowSpec(hop_s=hop).spans(duration) == pytest.approx(expected)
+    spans = WindowSpec(hop_s=hop).spans(duration)
+    np.testing.assert_allclose(np.reshape(spans, (-1, 2)), np.reshape(expected, (-1, 2)))
 
 
 def test_frames_sit_at_slice_centres() -> None:
@@ -49,7 +50,7 @@ def test_face_video_windows(face_video, tmp_path) -> None:
     info = probe(face_video)
     wav = tmp_path / "audio.wav"
     windows = list(read_windows(info, crop=CROP, wav_path=wav))
-    assert [(w.start_s, w.end_s) for w in windows] == pytest.approx(WindowSpec().spans(info.duration_s))
+    np.testing.assert_allclose([(w.start_s, w.end_s) for w in windows], WindowSpec().spans(info.duration_s))
     for w in windows:
         assert w.faces.shape == (15, 64, 64) and w.faces.dtype == np.uint8
         assert w.face_found.all(), f"window {w.index}: face missed in frames {np.flatnonzero(~w.face_found)}"

@@ -1,0 +1,141 @@
+"""How fast is `emofuse analyze`, and how much memory does it take?
+
+For a generated 60 s 1280x720 30 fps H.264 + AAC video, prints the time of: a naive decode of
+every frame (the yardstick), preprocessing alone (windows, faces, crops, audio), Triton inference
+alone, and the whole analysis with and without the annotated copy; then the ratios end-to-end /
+decode-only and seconds of video per second of processing. Then the peak memory (max RSS) of the
+`emofuse analyze` process for a 1-minute and a 10-minute video.
+
+    python benchmarks/analyze_speed.py [--workdir var/bench] [--repeat 3]
+
+The videos are written once into the work folder (the 10-minute one by joining the 1-minute one
+ten times, without re-encoding). A local Triton is started on free ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gateway.analysis import BATCH_WINDOWS, FACE_CROP, FACE_MODEL, Analyzer  # noqa: E402
+from gateway.triton_client import EmotionClient  # noqa: E402
+from gateway.triton_server import TritonPorts, TritonServer  # noqa: E402
+from preprocessing.faces import FaceDetector  # noqa: E402
+from preprocessing.recording import probe  # noqa: E402
+from preprocessing.synthesis import SampleSpec, write_sample_video  # noqa: E402
+from preprocessing.windows import read_windows  # noqa: E402
+
+
+def timed(fn, repeat: int) -> float:
+    """Median wall time of ``repeat`` calls, in seconds."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def naive_decode(path: Path) -> None:
+    with av.open(str(path)) as container:
+        for _ in container.decode(video=0):
+            pass
+
+
+def join(source: Path, times: int, out: Path) -> Path:
+    """``source`` played ``times`` times in a row, remuxed without re-encoding."""
+    with av.open(str(out), "w") as dst:
+        with av.open(str(source)) as src:
+            streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
+        offset = {}
+        for i in range(times):
+            with av.open(str(source)) as src:
+                for packet in src.demux():
+                    if packet.dts is None:
+                        continue
+                    shift = offset.setdefault(packet.stream.index, round(src.streams[packet.stream.index].duration or 0))
+                    packet.pts += i * shift
+                    packet.dts += i * shift
+                    packet.stream = streams[packet.stream.index]
+                    dst.mux(packet)
+    return out
+
+
+def peak_memory_mib(path: Path, url: str) -> float:
+    """Max RSS of a fresh `emofuse analyze` process, measured by a wrapper process of its own."""
+    with tempfile.TemporaryDirectory() as out:
+        code = (
+            "import resource, subprocess, sys;"
+            f"subprocess.run([sys.executable, '-m', 'gateway.cli', 'analyze', {str(path)!r}, '--triton', {url!r}, '--out', {out!r}], check=True);"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        )
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    return int(run.stdout.split()[-1]) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench")
+    parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    minute = args.workdir / "minute_720p.mp4"
+    if not minute.exists():
+        print("writing the 60 s 1280x720 video ...", flush=True)
+        # Sensor noise of 5 grey levels gives about the bit rate of a real 720p camera recording.
+        write_sample_video(minute, SampleSpec(duration_s=60.0, noise=5.0))
+    ten = args.workdir / "ten_minutes_720p.mp4"
+    if not ten.exists():
+        join(minute, 10, ten)
+    info = probe(minute)
+    mbits = minute.stat().st_size * 8 / info.duration_s / 1e6
+    print(f"video: {minute.name}, {info.width}x{info.height}, {info.fps:.0f} fps, {info.duration_s:.1f} s, {info.video_codec}+{info.audio_codec}, {mbits:.1f} Mbit/s")
+
+    with TritonServer(args.repository, ports=TritonPorts.free()) as server, EmotionClient(server.grpc_url) as client:
+        detector = FaceDetector()
+        analyzer = Analyzer(client, detector=detector)
+        windows = list(read_windows(info, crop=FACE_CROP, detector=detector))
+        crops = np.stack([w.faces for w in windows])
+        present = np.stack([w.face_found for w in windows])
+
+        def infer() -> None:
+            futures = [
+                client.submit(FACE_MODEL, {"FACE_CROPS": crops[i : i + BATCH_WINDOWS], "FACE_PRESENT": present[i : i + BATCH_WINDOWS]}, ["EMOTION_PROBS"])
+                for i in range(0, len(crops), BATCH_WINDOWS)
+            ]
+            for future in futures:
+                future.result()
+
+        with tempfile.TemporaryDirectory() as out:
+            figures = {
+                "decode every frame (naive)": timed(lambda: naive_decode(minute), args.repeat),
+                "preprocessing (windows, faces, audio)": timed(lambda: list(read_windows(info, crop=FACE_CROP, detector=detector)), args.repeat),
+                f"Triton inference ({len(windows)} windows)": timed(infer, args.repeat),
+                "analyze, timeline only (--no-video)": timed(lambda: analyzer.analyze(minute, out, render=False), args.repeat),
+                "analyze, with annotated video": timed(lambda: analyzer.analyze(minute, out), args.repeat),
+            }
+        decode = figures["decode every frame (naive)"]
+        print(f"\n{'stage':<42}{'seconds':>9}{'x decode':>10}{'video s/s':>11}")
+        for name, seconds in figures.items():
+            print(f"{name:<42}{seconds:>9.2f}{seconds / decode:>10.2f}{info.duration_s / seconds:>11.1f}")
+
+        print("\npeak memory of `emofuse analyze` (max RSS of the process; Triton not included)")
+        for path in (minute, ten):
+            print(f"  {probe(path).duration_s / 60:4.0f} min: {peak_memory_mib(path, server.grpc_url):7.0f} MiB", flush=True)
+
+
+if __name__ == "__main__":
+    main()
