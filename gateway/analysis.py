@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from preprocessing.errors import RecordingError
-from preprocessing.faces import CropSpec, FaceDetector, crop_face
+from preprocessing.faces import CropSpec, FaceBox, FaceDetector, crop_face, whole_image_crop
 from preprocessing.recording import RecordingInfo, probe, read_still
 from preprocessing.windows import Window, WindowSpec, read_windows
 
@@ -117,6 +117,7 @@ class Analyzer:
     def __init__(self, client: EmotionClient, *, spec: WindowSpec = WindowSpec(), detector: FaceDetector | None = None) -> None:
         self.client, self.spec = client, spec
         self.detector = detector or FaceDetector()
+        self._closeup_detector: FaceDetector | None = None
 
     def analyze(
         self,
@@ -215,13 +216,22 @@ class Analyzer:
         present = np.stack([w.face_found for w in batch])  # (B, frames) bool
         return self.client.submit(FACE_MODEL, {"FACE_CROPS": crops, "FACE_PRESENT": present}, ["EMOTION_PROBS", "FACES_USED"])
 
+    def _detect_in_still(self, rgb: np.ndarray) -> list[FaceBox]:
+        """Faces in a photo: the video detector first, then the close-up one for faces filling it."""
+        found = self.detector.detect(rgb)
+        if not found:
+            if self._closeup_detector is None:
+                self._closeup_detector = FaceDetector("short")
+            found = self._closeup_detector.detect(rgb)
+        return found
+
     def _analyze_still(self, info: RecordingInfo, model: ModelInfo, whole_image: bool, out: Path | None) -> Analysis:
         rgb = read_still(info)
         if whole_image:
             height, width = rgb.shape[:2]
-            boxes, crops = [(0.0, 0.0, float(width), float(height))], [_whole_image_crop(rgb, FACE_CROP)]
+            boxes, crops = [(0.0, 0.0, float(width), float(height))], [whole_image_crop(rgb, FACE_CROP)]
         else:
-            found = self.detector.detect(rgb)
+            found = self._detect_in_still(rgb)
             boxes = [(b.x0, b.y0, b.x1, b.y1) for b in found]
             crops = [crop_face(rgb, b, FACE_CROP) for b in found]
         if not crops:
@@ -242,13 +252,6 @@ class Analyzer:
             render_image(rgb, boxes, [timeline.caption(w) for w in timeline.windows], out)
             analysis.files["image"] = out
         return analysis
-
-
-def _whole_image_crop(rgb: np.ndarray, spec: CropSpec) -> np.ndarray:
-    import cv2
-
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if spec.grey else rgb
-    return cv2.resize(grey, (spec.size, spec.size), interpolation=cv2.INTER_AREA)
 
 
 def _window_result(window: Window, probs: np.ndarray, used: int, trained: bool) -> WindowResult:

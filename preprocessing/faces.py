@@ -25,7 +25,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-__all__ = ["FaceBox", "CropSpec", "FaceDetector", "crop_face"]
+__all__ = ["FaceBox", "CropSpec", "FaceDetector", "crop_face", "whole_image_crop"]
 
 log = logging.getLogger(__name__)
 
@@ -361,6 +361,18 @@ def crop_face(rgb: np.ndarray, box: FaceBox, spec: CropSpec) -> np.ndarray:
         patch = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY)
     if (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1):
         patch = cv2.copyMakeBorder(patch, cy0 - y0, y1 - cy1, cx0 - x0, x1 - cx1, cv2.BORDER_REPLICATE)
+    return cv2.resize(patch, (spec.size, spec.size), interpolation=cv2.INTER_AREA)
+
+
+def whole_image_crop(rgb: np.ndarray, spec: CropSpec) -> np.ndarray:
+    """An image that is already a face crop (as in face datasets), as a model input.
+
+    Returns
+    -------
+    ndarray, uint8, shape (size, size) if ``spec.grey`` else (size, size, 3) RGB
+    """
+    _check_rgb(rgb, "whole_image_crop")
+    patch = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if spec.grey else rgb
     return cv2.resize(patch, (spec.size, spec.size), interpolation=cv2.INTER_AREA)
 
 

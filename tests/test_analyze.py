@@ -178,3 +178,15 @@ def test_unreachable_triton_is_an_upstream_error(face_video, tmp_path) -> None:
     )  # fmt: skip
     assert run.returncode == 3
     assert "not reachable" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_closeup_photo_is_found_without_whole_image(triton, tmp_path) -> None:
+    """A face filling the photo: the video detector misses it, the close-up detector does not."""
+    from preprocessing.synthesis import astronaut_face
+
+    photo = tmp_path / "closeup.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(astronaut_face(), cv2.COLOR_RGB2BGR))
+    run = emofuse(str(photo), "--json", "--out", str(tmp_path / "out"), triton=triton)
+    assert run.returncode == 0, run.stderr
+    (face,) = json.loads(run.stdout)["windows"]
+    assert face["label"] == "happy"
