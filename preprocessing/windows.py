@@ -187,7 +187,7 @@ class WindowReader:
 
     def _new_window(self, index: int) -> Window:
         start, end = self.spans[index]
-        shape = (self.crop.size, self.crop.size) + (() if self.crop.grey else (3,)) if self.crop else (0, 0)
+        shape = self.crop.shape if self.crop else (0, 0)
         track = self.detector is not None
         return Window(
             index=index,
@@ -202,7 +202,7 @@ class WindowReader:
 
     def _windows(self, wav: soundfile.SoundFile | None) -> Iterator[Window]:
         spec, rate = self.spec, self.spec.audio_rate
-        # Every sampled frame of every window, in time order: (time, window, slot) as three arrays.
+        # Sampled times of all windows, flat (window * frames + slot), and their order in time.
         times = np.array([self.spec.frame_times(*span) for span in self.spans]).reshape(-1)
         order = np.argsort(times, kind="stable") if self.detector is not None else np.zeros(0, int)
         active: dict[int, Window] = {}  # created at their first frame, dropped once yielded
