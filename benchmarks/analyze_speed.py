@@ -3,8 +3,9 @@
 For a generated 60 s 1280x720 30 fps H.264 + AAC video, prints the time of: a naive decode of
 every frame (the yardstick), preprocessing alone (windows, faces, crops, audio), Triton inference
 alone, and the whole analysis with and without the annotated copy; then the ratios end-to-end /
-decode-only and seconds of video per second of processing. Then the peak memory (max RSS) of the
-`emofuse analyze` process for a 1-minute and a 10-minute video.
+decode-only and seconds of video per second of processing. For scale: decoding every frame to RGB
+arrays (what naive video code does) and a plain re-encode (the floor under the annotated copy).
+Then the peak memory (max RSS) of the `emofuse analyze` process for a 1- and a 10-minute video.
 
     python benchmarks/analyze_speed.py [--workdir var/bench] [--repeat 3]
 
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gateway.analysis import BATCH_WINDOWS, FACE_CROP, FACE_MODEL, Analyzer  # noqa: E402
+from gateway.render import X264_OPTIONS  # noqa: E402
 from gateway.triton_client import EmotionClient  # noqa: E402
 from gateway.triton_server import TritonPorts, TritonServer  # noqa: E402
 from preprocessing.faces import FaceDetector  # noqa: E402
@@ -54,23 +56,52 @@ def naive_decode(path: Path) -> None:
             pass
 
 
+def decode_to_arrays(path: Path) -> None:
+    """What most video code does first: every frame decoded and converted to an RGB array."""
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            frame.to_ndarray(format="rgb24")
+
+
+def reencode(path: Path, out: Path) -> None:
+    """The floor under the annotated copy: decode and encode every frame as render_video does, no captions."""
+    with av.open(str(path)) as source, av.open(str(out), "w") as sink:
+        vin = source.streams.video[0]
+        vin.thread_type = "AUTO"
+        vout = sink.add_stream("libx264", rate=vin.average_rate)
+        vout.width, vout.height, vout.pix_fmt, vout.time_base = vin.width, vin.height, "yuv420p", vin.time_base
+        vout.options = X264_OPTIONS
+        for frame in source.decode(vin):
+            sink.mux(vout.encode(frame))
+        sink.mux(vout.encode())
+
+
 def join(source: Path, times: int, out: Path) -> Path:
-    """``source`` played ``times`` times in a row, remuxed without re-encoding."""
-    with av.open(str(out), "w") as dst:
+    """``source`` played ``times`` times in a row, remuxed without re-encoding (atomically)."""
+    with av.open(str(source)) as src:  # each stream's span in its time base: the shift per repeat
+        first: dict[int, int] = {}
+        end: dict[int, int] = {}
+        for packet in src.demux():
+            if packet.dts is not None:
+                i = packet.stream.index
+                first.setdefault(i, packet.dts)
+                end[i] = max(end.get(i, packet.dts), packet.dts + (packet.duration or 0))
+        length = {i: end[i] - first[i] for i in end}
+    part = out.with_name(out.stem + ".part" + out.suffix)
+    with av.open(str(part), "w") as dst:
         with av.open(str(source)) as src:
             streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
-        offset = {}
         for i in range(times):
             with av.open(str(source)) as src:
                 for packet in src.demux():
                     if packet.dts is None:
                         continue
-                    shift = offset.setdefault(packet.stream.index, round(src.streams[packet.stream.index].duration or 0))
-                    packet.pts += i * shift
-                    packet.dts += i * shift
+                    shift = i * length[packet.stream.index]
+                    packet.pts += shift
+                    packet.dts += shift
                     packet.stream = streams[packet.stream.index]
                     dst.mux(packet)
-    return out
+    return part.replace(out)
 
 
 def peak_memory_mib(path: Path, url: str) -> float:
@@ -122,10 +153,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as out:
             figures = {
                 "decode every frame (naive)": timed(lambda: naive_decode(minute), args.repeat),
+                "decode every frame to RGB arrays": timed(lambda: decode_to_arrays(minute), args.repeat),
                 "preprocessing (windows, faces, audio)": timed(lambda: list(read_windows(info, crop=FACE_CROP, detector=detector)), args.repeat),
                 f"Triton inference ({len(windows)} windows)": timed(infer, args.repeat),
                 "analyze, timeline only (--no-video)": timed(lambda: analyzer.analyze(minute, out, render=False), args.repeat),
                 "analyze, with annotated video": timed(lambda: analyzer.analyze(minute, out), args.repeat),
+                f"re-encode only (libx264 {X264_OPTIONS['preset']})": timed(lambda: reencode(minute, Path(out) / "copy.mp4"), args.repeat),
             }
         decode = figures["decode every frame (naive)"]
         print(f"\n{'stage':<42}{'seconds':>9}{'x decode':>10}{'video s/s':>11}")

@@ -8,21 +8,28 @@ windows here, so a model sees in service what it saw in training.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Full, Queue
+from typing import TypeVar
 
 import numpy as np
 import soundfile
 
 from .errors import UnreadableRecording, UnsupportedMedia
-from .faces import CropSpec, FaceDetector, crop_face
+from .faces import CropSpec, FaceBox, FaceDetector, crop_face
 from .recording import AudioChunk, RecordingInfo, VideoFrame, decode
 
 __all__ = ["Window", "WindowSpec", "WindowReader", "read_windows"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_FOLLOW_S = 1.0  # a face is followed from one searched frame to the next at most this far apart
 
 
 @dataclass(frozen=True)
@@ -209,7 +216,8 @@ class WindowReader:
         audio = _AudioBuffer() if self.info.has_audio else None
         next_target, next_window = 0, 0
         previous: VideoFrame | None = None
-        resolved: tuple[VideoFrame | None, tuple[np.ndarray | int, bool]] = (None, (0, False))
+        # The last frame searched for a face, its crop (0 if none) and the face's box.
+        resolved: tuple[VideoFrame | None, np.ndarray | int, FaceBox | None] = (None, 0, None)
 
         def window(index: int) -> Window:
             if index not in active:
@@ -218,12 +226,16 @@ class WindowReader:
 
         def resolve(target: int, frame: VideoFrame | None) -> None:
             nonlocal resolved
+            slot = target % spec.frames
             if frame is not None and resolved[0] is not frame:
-                resolved = (frame, self._face(frame))
+                # Follow the face of the frame just searched, unless this frame starts a window
+                # (where any face may be the best) or comes long after it.
+                last, _, box = resolved
+                follow = box is not None and slot > 0 and frame.time_s - last.time_s <= _FOLLOW_S
+                resolved = (frame, *self._face(frame, box if follow else None))
             w = window(target // spec.frames)
             if frame is not None:
-                slot = target % spec.frames
-                w.faces[slot], w.face_found[slot] = resolved[1]
+                w.faces[slot], w.face_found[slot] = resolved[1], resolved[2] is not None
                 w.source_times[slot] = frame.time_s
             w._pending -= 1
 
@@ -242,11 +254,13 @@ class WindowReader:
                     audio.discard_before(round(later * rate))
                 yield w
 
-        stream = decode(
-            self.info,
-            video=self.detector is not None,
-            audio_rate=rate if audio is not None else None,
-            skip_nonref=spec.skip_nonref,
+        stream = _read_ahead(
+            decode(
+                self.info,
+                video=self.detector is not None,
+                audio_rate=rate if audio is not None else None,
+                skip_nonref=spec.skip_nonref,
+            )
         )
         for item in stream:
             if isinstance(item, AudioChunk):
@@ -280,12 +294,55 @@ class WindowReader:
                     self.info.path, f"the {kind} stops at {end:.1f} s of {duration:.1f} s; the file is truncated or corrupt."
                 )
 
-    def _face(self, frame: VideoFrame) -> tuple[np.ndarray, bool]:
+    def _face(self, frame: VideoFrame, near: FaceBox | None) -> tuple[np.ndarray | int, FaceBox | None]:
+        """The crop of the best face in ``frame`` (0 if none) and its box; ``near``: search
+        around this box first, the whole frame only if the face is not there."""
         rgb = frame.rgb()
-        boxes = self.detector.detect(rgb)
+        boxes = self.detector.detect_near(rgb, near) if near is not None else []
+        boxes = boxes or self.detector.detect(rgb)
         if not boxes:
-            return 0, False
-        return crop_face(rgb, boxes[0], self.crop), True
+            return 0, None
+        return crop_face(rgb, boxes[0], self.crop), boxes[0]
+
+
+def _read_ahead(items: Iterator[T], depth: int = 16) -> Iterator[T]:
+    """``items``, produced by a thread of their own up to ``depth`` ahead of the consumer.
+
+    Decoding (FFmpeg) and face detection (TFLite) both release the GIL, so the two run on two
+    cores at once. An exception in the producer is raised here; closing this generator stops it.
+    """
+    queue: Queue[tuple[bool, object]] = Queue(depth)
+    stop = threading.Event()
+
+    def offer(message: tuple[bool, object]) -> bool:
+        """Queue ``message`` unless the consumer has gone; False once it has."""
+        while not stop.is_set():
+            with contextlib.suppress(Full):
+                queue.put(message, timeout=0.1)
+                return True
+        return False
+
+    def produce() -> None:
+        try:
+            with contextlib.closing(items):
+                if all(offer((True, item)) for item in items):
+                    offer((False, None))
+        except BaseException as err:  # handed to the consumer, which raises it
+            offer((False, err))
+
+    thread = threading.Thread(target=produce, name="decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, item = queue.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _open_wav(path: Path, rate: int) -> soundfile.SoundFile:

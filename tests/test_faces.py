@@ -67,6 +67,21 @@ def test_face_in_720p_frame_at_known_offset(detector: FaceDetector, astronaut, b
     assert iou(boxes[0], expected) > 0.5, (boxes, expected)
 
 
+def test_detect_near_follows_a_moving_face(detector: FaceDetector, astronaut, background) -> None:
+    """The face moves 12 px and grows 2 % a frame; each search starts from the last box found."""
+    box = None
+    for step in range(8):
+        height = round(300 * 1.02**step)
+        x, y = 400 + 12 * step, 200 - 5 * step
+        frame = background.copy()
+        frame[y : y + height, x : x + height] = cv2.resize(astronaut, (height, height), interpolation=cv2.INTER_AREA)
+        boxes = detector.detect(frame) if box is None else detector.detect_near(frame, box)
+        assert boxes, f"face lost at step {step}"
+        assert iou(boxes[0], shifted(FACE, height / 512, x, y)) > 0.5, (step, boxes[0])
+        box = boxes[0]
+    assert detector.detect_near(background, box) == [], "a face that left should not be found near its old place"
+
+
 def test_two_faces_side_by_side(detector: FaceDetector, astronaut) -> None:
     boxes = detector.detect(np.concatenate([astronaut, astronaut], axis=1))
     assert len(boxes) == 2
