@@ -8,10 +8,9 @@ import math
 import cv2
 import numpy as np
 import pytest
+from skimage import data
 
-data = pytest.importorskip("skimage.data")
-
-from preprocessing.faces import CropSpec, FaceBox, FaceDetector, crop_face, ssd_anchors  # noqa: E402
+from preprocessing.faces import CropSpec, FaceBox, FaceDetector, crop_face, ssd_anchors
 
 # Hand-marked face of the 512x512 astronaut photo (x0, y0, x1, y1): hairline to chin, cheek to cheek.
 FACE = (185.0, 77.0, 275.0, 185.0)
