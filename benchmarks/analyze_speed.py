@@ -16,7 +16,6 @@ ten times, without re-encoding). A local Triton is started on free ports.
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway.analysis import BATCH_WINDOWS, FACE_CROP, FACE_MODEL, Analyzer  # noqa: E402
+from gateway.analysis import BATCH_WINDOWS, FACE_CROP, MODES, Analyzer  # noqa: E402
 from gateway.render import X264_OPTIONS  # noqa: E402
 from gateway.triton_client import EmotionClient  # noqa: E402
 from gateway.triton_server import TritonPorts, TritonServer  # noqa: E402
@@ -144,7 +143,7 @@ def main() -> None:
 
         def infer() -> None:
             futures = [
-                client.submit(FACE_MODEL, {"FACE_CROPS": crops[i : i + BATCH_WINDOWS], "FACE_PRESENT": present[i : i + BATCH_WINDOWS]}, ["EMOTION_PROBS"])
+                client.submit(MODES["face"].model, {"FACE_CROPS": crops[i : i + BATCH_WINDOWS], "FACE_PRESENT": present[i : i + BATCH_WINDOWS]}, ["EMOTION_PROBS"])
                 for i in range(0, len(crops), BATCH_WINDOWS)
             ]
             for future in futures:

@@ -3,13 +3,13 @@
 One folder per model, as Triton expects::
 
     model_repository/
-      face_expression/            Python backend: the mini-Xception ONNX file in ONNX Runtime
+      face_expression/            a Python-backend model: the ONNX file run by ONNX Runtime
         config.pbtxt  card.json  labels.txt  1/model.py  1/model.onnx
-      face_window_pool/           Python backend: per-frame logits -> one window's probabilities
-      emotion_face/               ensemble: face crops of windows -> emotion probabilities
+      emotion_face/               an ensemble: no code, only its config.pbtxt (and card)
 
-Every text file is a pure function of the descriptions below and the cards, so a rebuild
-writes the same bytes; the ONNX weights are exported anew (they are never committed).
+:mod:`export.pipelines` describes emofuse's models in these terms. Every text file is a pure
+function of the descriptions and the cards, so a rebuild writes the same bytes; the ONNX
+weights are exported anew (they are never committed).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from models.card import ModelCard
 
-__all__ = ["Ensemble", "PythonModel", "Step", "Tensor", "build_repository", "face_models"]
+__all__ = ["Ensemble", "PythonModel", "Step", "Tensor", "build_repository"]
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class PythonModel:
             + f"dynamic_batching {{\n  preferred_batch_size: [ {sizes} ]\n"
             + f"  max_queue_delay_microseconds: {self.max_queue_delay_us}\n}}\n"
             + f"instance_group [ {{ count: {self.instances} kind: KIND_CPU }} ]\n"
-            + f'version_policy: {{ latest: {{ num_versions: 1 }} }}\n'
+            + 'version_policy: { latest: { num_versions: 1 } }\n'
             + _parameters(self.parameters)
         )
 
@@ -124,70 +124,14 @@ class Ensemble:
 
 
 def _tensors(kind: str, tensors: Sequence[Tensor]) -> str:
+    if kind == "input" and any(t.labels for t in tensors):
+        named = [t.name for t in tensors if t.labels]
+        raise ValueError(f"Triton attaches labels to outputs only; drop labels=True from the inputs {named}.")
     return f"{kind} [\n" + ",\n".join(t.pbtxt() for t in tensors) + "\n]\n"
 
 
 def _parameters(parameters: Sequence[tuple[str, str]]) -> str:
     return "".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in parameters)
-
-
-def _card_parameters(card: ModelCard) -> tuple[tuple[str, str], ...]:
-    """What a client needs to label outputs honestly, readable from the config over gRPC."""
-    return (("labels", ",".join(card.labels)), ("weights", card.weights), ("model", card.name))
-
-
-def face_models(onnx: bytes, card: ModelCard) -> list[PythonModel | Ensemble]:
-    """The face-expression pipeline: crops of each window's frames -> that window's probabilities.
-
-    Parameters
-    ----------
-    onnx : bytes
-        The exported mini-Xception: input ``pixels`` uint8 (n, 64, 64), output ``logits`` (n, 7).
-    card : ModelCard
-        Its card; labels and weights travel into the configs.
-    """
-    size, classes = card.inputs["FACE_CROPS"]["shape"][-1], len(card.labels)
-    crops = Tensor("FACE_CROPS", "UINT8", (-1, size, size))
-    present = Tensor("FACE_PRESENT", "BOOL", (-1,))
-    crop_logits = Tensor("CROP_LOGITS", "FP32", (-1, classes), labels=True)
-    probs = Tensor("EMOTION_PROBS", "FP32", (classes,), labels=True)
-    used = Tensor("FACES_USED", "INT32", (1,))
-    return [
-        PythonModel(
-            name="face_expression",
-            doc="Facial expression of grey 64x64 face crops: mini-Xception (FER-2013) in ONNX Runtime.",
-            implementation="onnx_classifier:OnnxClassifier",
-            inputs=(crops,),
-            outputs=(crop_logits,),
-            parameters=(("onnx_file", "model.onnx"), ("intra_op_threads", "0")) + _card_parameters(card),
-            card=card,
-            files=(("model.onnx", onnx),),
-        ),
-        PythonModel(
-            name="face_window_pool",
-            doc="Average the softmax of a window's frames that show a face.",
-            implementation="window_pool:WindowPool",
-            inputs=(Tensor("CROP_LOGITS", "FP32", (-1, classes)), present),
-            outputs=(probs, used),
-            max_queue_delay_us=0,  # cheap: batching would only add latency
-            card=card,
-        ),
-        Ensemble(
-            name="emotion_face",
-            inputs=(crops, present),
-            outputs=(probs, used),
-            steps=(
-                Step("face_expression", (("FACE_CROPS", "FACE_CROPS"),), (("CROP_LOGITS", "crop_logits"),)),
-                Step(
-                    "face_window_pool",
-                    (("CROP_LOGITS", "crop_logits"), ("FACE_PRESENT", "FACE_PRESENT")),
-                    (("EMOTION_PROBS", "EMOTION_PROBS"), ("FACES_USED", "FACES_USED")),
-                ),
-            ),
-            parameters=_card_parameters(card),
-            card=card,
-        ),
-    ]
 
 
 def _write_model(model: PythonModel | Ensemble, folder: Path) -> None:

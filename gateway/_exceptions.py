@@ -4,7 +4,9 @@ Hierarchy::
 
     EmofuseError
       + InputError            the recording cannot be analysed: the caller must change it
-      |   - NoFaceFound       no window of a video shows a face
+      |   + NothingToJudge    no window holds what the models look at
+      |       - NoFaceFound   ... a face (face mode)
+      |       - NoVoiceFound  ... a voice (audio mode)
       + UpstreamError         the model server cannot answer: retry later, or tell an operator
           - TritonUnavailable not running, not reachable, or failed to start
           - TritonTimeout     no answer within the client timeout
@@ -18,6 +20,8 @@ __all__ = [
     "InputError",
     "ModelError",
     "NoFaceFound",
+    "NoVoiceFound",
+    "NothingToJudge",
     "TritonTimeout",
     "TritonUnavailable",
     "UpstreamError",
@@ -32,8 +36,16 @@ class InputError(EmofuseError):
     """The recording cannot be analysed as it is."""
 
 
-class NoFaceFound(InputError):
+class NothingToJudge(InputError):
+    """No window holds a face or a voice that the mode's models could judge."""
+
+
+class NoFaceFound(NothingToJudge):
     """No window of the video shows a face, so the face model has nothing to judge."""
+
+
+class NoVoiceFound(NothingToJudge):
+    """No window of the recording holds a voice, so the speech model has nothing to judge."""
 
 
 class UpstreamError(EmofuseError):

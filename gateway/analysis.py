@@ -5,6 +5,12 @@ The one call every front end shares (CLI, web jobs, batch client)::
     analyzer = Analyzer(EmotionClient("localhost:8001"))
     result = analyzer.analyze("session.mp4", out_dir="results/", progress=print)
 
+Three modes, each a Triton ensemble (see :mod:`export.pipelines`): ``face`` (the face in each
+window's 15 frames), ``audio`` (the voice of each window) and ``av`` (both, fused window by
+window; a window with only a face or only a voice is judged by that one model). By default a
+video with sound is analysed in ``av`` mode, a silent video in ``face`` mode, a sound file in
+``audio`` mode, and a photo always by its faces.
+
 Data flows one way: decode -> windows -> tensors -> Triton -> timeline -> files. The models are
 reached only through Triton.
 """
@@ -24,23 +30,63 @@ from typing import Any
 
 import numpy as np
 
+from preprocessing.audio_features import LogMelSpec, log_mel
 from preprocessing.errors import RecordingError
 from preprocessing.faces import CropSpec, FaceBox, FaceDetector, crop_face, whole_image_crop
 from preprocessing.recording import RecordingInfo, probe, read_still
+from preprocessing.voice import voice_present
 from preprocessing.windows import Window, WindowSpec, read_windows
 
-from ._exceptions import InputError, NoFaceFound
+from ._exceptions import InputError, ModelError, NoFaceFound, NothingToJudge, NoVoiceFound
 from .render import render_image, render_video
 from .timeline import Timeline, WindowResult
 from .triton_client import EmotionClient, ModelInfo
 
-__all__ = ["Analysis", "Analyzer", "FACE_MODEL", "Progress"]
+__all__ = ["Analysis", "Analyzer", "MODES", "Mode", "Progress", "choose_mode"]
 
 log = logging.getLogger(__name__)
 
-FACE_MODEL = "emotion_face"  # ensemble: a window's face crops -> its emotion probabilities
 FACE_CROP = CropSpec(size=64, grey=True)  # what the mini-Xception was trained on (FER-2013)
 BATCH_WINDOWS = 8  # windows per request: small enough to overlap decoding with inference
+
+
+@dataclass(frozen=True)
+class Mode:
+    """A way of analysing recordings: which Triton ensemble answers, and what it looks at."""
+
+    name: str
+    model: str  # the ensemble in the repository
+    face: bool  # sends each window's face crops
+    voice: bool  # sends each window's log-mel spectrogram
+    sources: tuple[str, ...]  # the models whose answers it reports, in MODEL_WEIGHTS order
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["EMOTION_PROBS"] + ["FACES_USED"] * self.face + ["MODEL_WEIGHTS"] * (self.face and self.voice)
+
+
+MODES = {
+    "face": Mode("face", "emotion_face", face=True, voice=False, sources=("face_expression",)),
+    "audio": Mode("audio", "emotion_speech", face=False, voice=True, sources=("speech_emotion",)),
+    "av": Mode("av", "emotion_av", face=True, voice=True, sources=("face_expression", "speech_emotion")),
+}
+
+
+def choose_mode(info: RecordingInfo, requested: str | None = None) -> Mode:
+    """The mode for a recording: ``requested`` if the recording has what it needs, else an
+    error saying what is missing; by default the richest mode its streams allow."""
+    video, audio = info.has_video, info.has_audio and not info.is_still
+    name = requested or ("av" if video and audio and not info.is_still else "face" if video else "audio")
+    if name not in MODES:
+        raise InputError(f"Unknown mode {name!r}; choose one of {', '.join(MODES)}.")
+    mode = MODES[name]
+    if info.is_still and name != "face":
+        raise InputError(f"{info.path.name}: a still image has no sound; analyse it in face mode.")
+    missing = [what for what, needed, there in (("video", mode.face, video), ("audio", mode.voice, audio)) if needed and not there]
+    if missing:
+        other = "audio" if video is False else "face"
+        raise InputError(f"{info.path.name}: no {' or '.join(missing)} track for {name} mode; try --model {other}.")
+    return mode
 
 
 @dataclass(frozen=True)
@@ -80,7 +126,7 @@ class Analysis:
         out = {
             "recording": {
                 "file": info.path.name,
-                "kind": "image" if info.is_still else "video",
+                "kind": "image" if info.is_still else "video" if info.has_video else "audio",
                 "duration_s": round(info.duration_s, 3),
                 "width": info.width,
                 "height": info.height,
@@ -124,26 +170,29 @@ class Analyzer:
         path: str | Path,
         out_dir: str | Path,
         *,
+        mode: str | None = None,
         whole_image: bool = False,
         render: bool = True,
         progress: ProgressCallback | None = None,
     ) -> Analysis:
-        """Analyse a video or a still image and write the results into ``out_dir``.
+        """Analyse a video, a sound file or a still image and write the results into ``out_dir``.
 
         Files appear only when the whole analysis succeeded: they are written to a temporary
         folder inside ``out_dir`` and moved into place at the end.
 
         Parameters
         ----------
+        mode : 'face' | 'audio' | 'av' | None
+            See :data:`MODES`; None picks the richest one the recording allows (:func:`choose_mode`).
         whole_image : bool
             Still images only: the image is one ready face crop (as in face datasets).
         render : bool
-            Write the annotated copy.
+            Write the annotated copy (videos and images).
 
         Raises
         ------
         InputError
-            The recording cannot be analysed (unreadable, unsupported, no face).
+            The recording cannot be analysed (unreadable, unsupported, nothing to judge).
         UpstreamError
             Triton could not answer.
         """
@@ -152,11 +201,12 @@ class Analyzer:
             info = probe(path)
         except RecordingError as err:
             raise InputError(str(err)) from err
+        chosen = choose_mode(info, mode)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".emofuse-", dir=out_dir))
         try:
-            analysis = self._analyze(info, staging, safe_stem(path), whole_image, render, progress)
+            analysis = self._analyze(info, chosen, staging, safe_stem(path), whole_image, render, progress)
             for kind, file in analysis.files.items():
                 analysis.files[kind] = file.replace(out_dir / file.name)
             return analysis
@@ -166,16 +216,14 @@ class Analyzer:
             shutil.rmtree(staging, ignore_errors=True)
 
     def _analyze(
-        self, info: RecordingInfo, staging: Path, stem: str, whole_image: bool, render: bool, progress: ProgressCallback | None
+        self, info: RecordingInfo, mode: Mode, staging: Path, stem: str, whole_image: bool, render: bool, progress: ProgressCallback | None
     ) -> Analysis:
-        model = self._face_model()
+        model = self._model(mode)
         if info.is_still:
-            analysis = self._analyze_still(info, model, whole_image, staging / f"{stem}.annotated.png" if render else None)
-        elif not info.has_video:
-            raise InputError(f"{info.path.name}: no video track; audio-only analysis needs the speech model, not served yet.")
+            analysis = self._analyze_still(info, mode, model, whole_image, staging / f"{stem}.annotated.png" if render else None)
         else:
-            analysis = self._analyze_video(info, model, staging, stem, progress)
-            if render:
+            analysis = self._analyze_windows(info, mode, model, staging, stem, progress)
+            if render and info.has_video:
                 video = staging / f"{stem}.annotated.mp4"
                 report = None if progress is None else (lambda f: progress(Progress("video", f, 1.0)))
                 render_video(info, analysis.timeline, video, progress=report)
@@ -185,36 +233,45 @@ class Analyzer:
         timeline_path.write_text(json.dumps(analysis.to_dict(), indent=2) + "\n")
         return analysis
 
-    def _face_model(self) -> ModelInfo:
-        model = self.client.model(FACE_MODEL)
+    def _model(self, mode: Mode) -> ModelInfo:
+        model = self.client.model(mode.model)
         if len(model.labels) == 0:
-            raise InputError(f"Model {FACE_MODEL} has no labels in its config; rebuild the repository.")
+            raise InputError(f"Model {mode.model} has no labels in its config; rebuild the repository.")
         return model
 
-    def _analyze_video(
-        self, info: RecordingInfo, model: ModelInfo, staging: Path, stem: str, progress: ProgressCallback | None
+    def _analyze_windows(
+        self, info: RecordingInfo, mode: Mode, model: ModelInfo, staging: Path, stem: str, progress: ProgressCallback | None
     ) -> Analysis:
         wav = staging / f"{stem}.wav" if info.has_audio else None
-        reader = read_windows(info, self.spec, crop=FACE_CROP, detector=self.detector, wav_path=wav)
-        timeline = Timeline(FACE_MODEL, model.labels, model.trained)
-        pending: list[tuple[list[Window], Future]] = []
+        crop = FACE_CROP if mode.face else None
+        reader = read_windows(info, self.spec, crop=crop, detector=self.detector if mode.face else None, wav_path=wav)
+        timeline = Timeline(mode.model, model.labels, model.trained, mode.name)
+        pending: list[tuple[list[Window], dict[str, np.ndarray], Future]] = []
         for batch in _batches(reader, BATCH_WINDOWS):
-            pending.append((batch, self._submit(batch)))
+            inputs = self._inputs(mode, batch)
+            pending.append((batch, inputs, self.client.submit(mode.model, inputs, mode.outputs)))
             if progress is not None:
                 progress(Progress("windows", batch[-1].index + 1, len(reader)))
-        for batch, future in pending:
+        for batch, inputs, future in pending:
             result = future.result()
-            for window, probs, used in zip(batch, result["EMOTION_PROBS"], result["FACES_USED"][:, 0]):
-                timeline.windows.append(_window_result(window, probs, int(used), model.trained))
-        if not any(w.face_frames for w in timeline.windows):
-            raise NoFaceFound(f"{info.path.name}: no face was found in any of its {len(timeline.windows)} windows.")
+            for i, window in enumerate(batch):
+                timeline.windows.append(_window_result(window, mode, model.trained, inputs, result, i))
+        if not any(w.judged for w in timeline.windows):
+            raise _nothing_to_judge(info, mode, len(timeline.windows))
         files = {"audio": wav} if wav is not None else {}
         return Analysis(info, timeline, files)
 
-    def _submit(self, batch: list[Window]) -> Future:
-        crops = np.stack([w.faces for w in batch])  # (B, frames, 64, 64) uint8
-        present = np.stack([w.face_found for w in batch])  # (B, frames) bool
-        return self.client.submit(FACE_MODEL, {"FACE_CROPS": crops, "FACE_PRESENT": present}, ["EMOTION_PROBS", "FACES_USED"])
+    def _inputs(self, mode: Mode, batch: list[Window]) -> dict[str, np.ndarray]:
+        """The ensemble's input tensors for a batch of windows."""
+        inputs = {}
+        if mode.face:
+            inputs["FACE_CROPS"] = np.stack([w.faces for w in batch])  # (B, frames, 64, 64) uint8
+            inputs["FACE_PRESENT"] = np.stack([w.face_found for w in batch])  # (B, frames) bool
+        if mode.voice:
+            audio = np.stack([w.audio for w in batch])  # (B, samples) float32
+            inputs["LOG_MEL"] = log_mel(audio, log_mel_spec(self.client.model(mode.model)))  # (B, 64, 156) float32
+            inputs["VOICE_PRESENT"] = np.array([[voice_present(a, self.spec.audio_rate)] for a in audio])  # (B, 1) bool
+        return inputs
 
     def _detect_in_still(self, rgb: np.ndarray) -> list[FaceBox]:
         """Faces in a photo: the video detector first, then the close-up one for faces filling it."""
@@ -225,7 +282,7 @@ class Analyzer:
             found = self._closeup_detector.detect(rgb)
         return found
 
-    def _analyze_still(self, info: RecordingInfo, model: ModelInfo, whole_image: bool, out: Path | None) -> Analysis:
+    def _analyze_still(self, info: RecordingInfo, mode: Mode, model: ModelInfo, whole_image: bool, out: Path | None) -> Analysis:
         rgb = read_still(info)
         if whole_image:
             height, width = rgb.shape[:2]
@@ -238,14 +295,15 @@ class Analyzer:
             raise NoFaceFound(f"{info.path.name}: no face was found in the image; pass --whole-image if it is a face crop.")
         # Each face is one "window" of one frame.
         result = self.client.infer(
-            FACE_MODEL,
+            mode.model,
             {"FACE_CROPS": np.stack(crops)[:, None], "FACE_PRESENT": np.ones((len(crops), 1), bool)},
-            ["EMOTION_PROBS", "FACES_USED"],
+            mode.outputs,
         )
-        timeline = Timeline(FACE_MODEL, model.labels, model.trained)
+        timeline = Timeline(mode.model, model.labels, model.trained, mode.name)
         for i, probs in enumerate(result["EMOTION_PROBS"]):
             status = "ok" if model.trained else "untrained"
-            timeline.windows.append(WindowResult(i, 0.0, 0.0, status, probs if model.trained else None, 1, 1))
+            probs = probs if model.trained else None
+            timeline.windows.append(WindowResult(i, 0.0, 0.0, status, probs, 1, 1, None, {"face_expression": 1.0}))
         faces = [{"box": [round(v, 1) for v in box]} for box in boxes]
         analysis = Analysis(info, timeline, faces=faces)
         if out is not None:
@@ -254,14 +312,49 @@ class Analyzer:
         return analysis
 
 
-def _window_result(window: Window, probs: np.ndarray, used: int, trained: bool) -> WindowResult:
-    if used == 0:
-        status, probs = "no_face", None
+def log_mel_spec(model: ModelInfo) -> LogMelSpec:
+    """The log-mel settings a served model was trained with, from its config's ``log_mel``."""
+    text = model.parameters.get("log_mel")
+    if not text:
+        raise ModelError(f"Model {model.name} states no log_mel settings in its config; rebuild the repository.")
+    defaults = LogMelSpec()
+    try:
+        values = dict(item.split("=", 1) for item in text.split(";"))
+        return LogMelSpec(**{name: type(getattr(defaults, name))(value) for name, value in values.items()})
+    except (TypeError, ValueError) as err:
+        raise ModelError(f"Model {model.name} has unreadable log_mel settings {text!r}: {err}") from err
+
+
+def _window_result(
+    window: Window, mode: Mode, trained: bool, inputs: dict[str, np.ndarray], result: dict[str, np.ndarray], i: int
+) -> WindowResult:
+    """The result of batch item ``i`` of one ensemble request."""
+    faces = int(result["FACES_USED"][i, 0]) if mode.face else 0
+    voice = bool(inputs["VOICE_PRESENT"][i, 0]) if mode.voice else None
+    if "MODEL_WEIGHTS" in result:
+        weights = {source: round(float(w), 4) for source, w in zip(mode.sources, result["MODEL_WEIGHTS"][i])}
+    else:
+        weights = {mode.sources[0]: 1.0 if (faces > 0 if mode.face else voice) else 0.0}
+    if not any(weights.values()):
+        status, probs = _NOTHING[mode.name], None
     elif not trained:
         status, probs = "untrained", None
     else:
-        status = "ok"
-    return WindowResult(window.index, window.start_s, window.end_s, status, probs, used, len(window.face_found))
+        status, probs = "ok", result["EMOTION_PROBS"][i]
+    frames = len(window.face_found) if mode.face else 0
+    return WindowResult(window.index, window.start_s, window.end_s, status, probs, faces, frames, voice, weights)
+
+
+_NOTHING = {"face": "no_face", "audio": "no_voice", "av": "no_face_or_voice"}
+
+
+def _nothing_to_judge(info: RecordingInfo, mode: Mode, windows: int) -> NothingToJudge:
+    name = info.path.name
+    if mode.name == "face":
+        return NoFaceFound(f"{name}: no face was found in any of its {windows} windows.")
+    if mode.name == "audio":
+        return NoVoiceFound(f"{name}: no voice was heard in any of its {windows} windows.")
+    return NothingToJudge(f"{name}: none of its {windows} windows shows a face or holds a voice.")
 
 
 def _batches(windows: Iterable[Window], size: int) -> Iterator[list[Window]]:

@@ -3,7 +3,8 @@
     emofuse repo build [--out DIR]      write the Triton model repository (ports the face model)
     emofuse triton start                run Triton on the repository until stopped
     emofuse serve                       build if needed, start Triton, analyse a sample, keep serving
-    emofuse analyze FILE [--json]       analyse a video or image (starts Triton unless TRITON_URL is set)
+    emofuse analyze FILE [--json]       analyse a video, sound file or image (starts Triton unless TRITON_URL is set)
+    emofuse train audio|av|face --data PATH  train a model (options: emofuse train KIND --help)
     emofuse sample FILE                 write a sample video to try
 
 Settings from the environment: ``TRITON_URL`` (host:port of an external Triton's gRPC endpoint;
@@ -116,6 +117,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         result = Analyzer(client, spec=spec).analyze(
             args.recording,
             args.out,
+            mode=args.model,
             whole_image=args.whole_image,
             render=not args.no_video,
             progress=progress if sys.stderr.isatty() and not args.json else None,
@@ -139,6 +141,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
     path = write_sample_video(args.path, SampleSpec(duration_s=args.duration))
     print(f"Sample video written to {path}")
     return 0
+
+
+TRAINERS = {"audio": "training.speech", "av": "training.av", "face": "training.face"}  # kind -> module with main(argv)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import importlib
+
+    # Imported here: training needs torch, which nothing on the analysis path loads.
+    return importlib.import_module(TRAINERS[args.kind]).main(args.options) or 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -173,11 +185,25 @@ def parser() -> argparse.ArgumentParser:
     analyze.add_argument("recording", type=Path)
     analyze.add_argument("--out", type=Path, default=Path("emofuse-results"), help="output folder (default: %(default)s)")
     analyze.add_argument("--json", action="store_true", help="print the result as JSON on standard output")
+    analyze.add_argument(
+        "--model",
+        choices=("av", "face", "audio"),
+        help="who judges: face and voice fused, the face, or the voice (default: all the recording has)",
+    )
     analyze.add_argument("--whole-image", action="store_true", help="the image is one face crop")
     analyze.add_argument("--no-video", action="store_true", help="skip the annotated copy")
     analyze.add_argument("--hop", type=float, help="seconds between window starts (default: the window length, 3.6)")
     analyze.add_argument("--triton", help="host:port of Triton's gRPC endpoint (default: $TRITON_URL, else a local server)")
     analyze.set_defaults(run=cmd_analyze)
+
+    train = commands.add_parser("train", help="train a model", add_help=False)
+    train.add_argument(
+        "kind",
+        choices=sorted(TRAINERS),
+        help="audio: speech model (RAVDESS); av: audio-video model; face: fine-tune the face model on a folder",
+    )
+    train.add_argument("options", nargs=argparse.REMAINDER, help="the trainer's own options (--data PATH --out DIR ...)")
+    train.set_defaults(run=cmd_train)
 
     sample = commands.add_parser("sample", help="write a sample video")
     sample.add_argument("path", type=Path)

@@ -9,9 +9,12 @@ import numpy as np
 
 __all__ = ["Timeline", "Verdict", "WindowResult"]
 
-#: ok: the model judged the window; no_face: nothing to judge; untrained: the model's weights never
-#: saw real data, so its output is withheld.
-Status = Literal["ok", "no_face", "untrained"]
+#: ok: the models judged the window; no_face, no_voice, no_face_or_voice: nothing the mode looks at
+#: was there; untrained: the model's weights never saw real data, so its output is withheld.
+Status = Literal["ok", "no_face", "no_voice", "no_face_or_voice", "untrained"]
+
+_CAPTIONS = {"no_face": "no face", "no_voice": "no voice", "no_face_or_voice": "no face or voice", "untrained": "untrained model"}
+_ALONE = {"face_expression": "face only", "speech_emotion": "voice only"}  # said when the other model had nothing to judge
 
 
 @dataclass(frozen=True)
@@ -23,13 +26,17 @@ class WindowResult:
     index : int
     start_s, end_s : float
         Span of the window in seconds.
-    status : 'ok' | 'no_face' | 'untrained'
+    status : 'ok' | 'no_face' | 'no_voice' | 'no_face_or_voice' | 'untrained'
     probabilities : ndarray, shape (n_labels,) | None
         Present only when status is 'ok'.
     face_frames : int
         Frames of the window in which a face was found.
     frames : int
-        Frames sampled in the window.
+        Frames sampled and searched for a face (0 when the mode does not look at faces).
+    voice : bool | None
+        Whether the window holds a voice; None when the mode does not listen.
+    weights : dict of str to float
+        Weight of each model ('face_expression', 'speech_emotion') in the answer; 0 for one with nothing to judge.
     """
 
     index: int
@@ -39,6 +46,13 @@ class WindowResult:
     probabilities: np.ndarray | None
     face_frames: int
     frames: int
+    voice: bool | None = None
+    weights: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def judged(self) -> bool:
+        """Whether some model had a face or a voice to judge (trained or not)."""
+        return any(self.weights.values())
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,8 @@ class Timeline:
     labels : tuple of str
     trained : bool
         False when the model's weights never saw real data: no label is ever shown.
+    mode : str
+        'face', 'audio' or 'av' (see ``gateway.analysis.MODES``).
     windows : list of WindowResult
         In time order.
     """
@@ -72,6 +88,7 @@ class Timeline:
     model: str
     labels: tuple[str, ...]
     trained: bool
+    mode: str = "face"
     windows: list[WindowResult] = field(default_factory=list)
 
     def label(self, window: WindowResult) -> str | None:
@@ -81,12 +98,15 @@ class Timeline:
         return self.labels[int(np.argmax(window.probabilities))]
 
     def caption(self, window: WindowResult) -> str:
-        """What a person sees for a window: 'happy 82%', 'no face' or 'untrained model'."""
-        if window.status == "untrained":
-            return "untrained model"
-        if window.status == "no_face":
-            return "no face"
-        return f"{self.label(window)} {round(100 * float(window.probabilities.max()))}%"
+        """What a person sees for a window: 'happy 82%', 'sad 64% (voice only)', 'no face',
+        'untrained model'..."""
+        if window.status != "ok":
+            return _CAPTIONS[window.status]
+        caption = f"{self.label(window)} {round(100 * float(window.probabilities.max()))}%"
+        alone = [source for source, weight in window.weights.items() if weight == 1.0]
+        if len(window.weights) > 1 and alone:
+            caption += f" ({_ALONE[alone[0]]})"
+        return caption
 
     def verdict(self) -> Verdict | None:
         """Average of the judged windows' probabilities; None if no window was judged."""
@@ -100,6 +120,7 @@ class Timeline:
         verdict = self.verdict()
         return {
             "model": self.model,
+            "mode": self.mode,
             "weights": "real" if self.trained else "untrained",
             "labels": list(self.labels),
             "verdict": None
@@ -117,9 +138,11 @@ class Timeline:
                     "status": w.status,
                     "label": self.label(w),
                     "probabilities": None if w.probabilities is None else _probabilities(self.labels, w.probabilities),
-                    "face_found": w.face_frames > 0,
+                    "face_found": w.face_frames > 0 if w.frames else None,
                     "face_frames": w.face_frames,
                     "frames": w.frames,
+                    "voice_found": w.voice,
+                    "models": w.weights,
                 }
                 for w in self.windows
             ],

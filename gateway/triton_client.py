@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import tritonclient.grpc as grpcclient
@@ -37,12 +37,15 @@ class ModelInfo:
         'real', 'synthetic' or 'none' (see ``models.card``).
     max_batch_size : int
         Largest batch (of windows) one request may carry.
+    parameters : dict of str to str
+        All of the config's parameters, preprocessing settings among them.
     """
 
     name: str
     labels: tuple[str, ...]
     weights: str
     max_batch_size: int
+    parameters: dict[str, str] = field(default_factory=dict)
 
     @property
     def trained(self) -> bool:
@@ -101,6 +104,7 @@ class EmotionClient:
                 labels=tuple(params["labels"].split(",")) if params.get("labels") else (),
                 weights=params.get("weights", "none"),
                 max_batch_size=config.max_batch_size,
+                parameters=params,
             )
         return self._models[name]
 

@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .emotions import FER2013
+
 __all__ = [
     "CROP_SIZE",
     "LABELS",
@@ -55,7 +57,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Class names in the order of the logits (FER-2013's order).
-LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+LABELS: tuple[str, ...] = FER2013
 #: Side of the square grey face crop the network takes, in pixels.
 CROP_SIZE = 64
 

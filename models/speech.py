@@ -3,7 +3,7 @@ Speech emotion recognition from one 3.6 s window of audio: a compact CNN over th
 spectrogram, and the baseline it has to beat, an MLP over MFCC statistics.
 
 Both take the feature matrix that :mod:`preprocessing.audio_features` computes for a window and
-return logits over the RAVDESS emotions (training.ravdess.EMOTIONS_8).
+return logits over the RAVDESS emotions in their order (models.emotions.RAVDESS).
 
 References:
 1) Livingstone & Russo (2018), the RAVDESS corpus:
@@ -20,19 +20,39 @@ Zhang et al. (2018), https://arxiv.org/abs/1710.09412
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["SpeechCNNConfig", "SpeechCNN", "MfccMLPConfig", "MfccMLP", "build", "count_parameters"]
+from models.card import ModelCard
+from models.emotions import RAVDESS
+from preprocessing.audio_features import N_FRAMES, LogMelSpec
+from preprocessing.windows import WindowSpec
+
+__all__ = [
+    "SPEECH_WEIGHTS",
+    "SpeechCNNConfig",
+    "SpeechCNN",
+    "MfccMLPConfig",
+    "MfccMLP",
+    "build",
+    "count_parameters",
+    "speech_card",
+    "load_speech",
+]
+
+#: Where the shipped checkpoint and card live.
+SPEECH_WEIGHTS = Path(__file__).resolve().parent / "weights" / "speech"
 
 
 @dataclass
 class SpeechCNNConfig:
     n_mels: int = 64  # input rows: log-mel bands (preprocessing.audio_features.LogMelSpec)
-    n_classes: int = 8  # RAVDESS emotions, training.ravdess.EMOTIONS_8 order
-    widths: tuple[int, ...] = (24, 48, 96, 192)  # channels of the conv blocks; each halves F and T
+    n_classes: int = 8  # RAVDESS emotions, models.emotions.RAVDESS order
+    widths: tuple[int, ...] = (16, 32, 64, 128)  # conv block channels, each block halves F and T; 296k parameters
     dropout: float = 0.3  # before the classifier
     # the time axis may have any length >= 16 (3.6 s windows have 156 frames); it is pooled away
 
@@ -69,6 +89,11 @@ class SpeechCNN(nn.Module):
         self.head = nn.Linear(2 * config.widths[-1], config.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_tracing() and (x.ndim != 3 or x.shape[1] != self.config.n_mels or x.shape[2] < 16):
+            raise ValueError(
+                f"SpeechCNN takes log-mel windows of shape (B, {self.config.n_mels}, T >= 16), "
+                f"e.g. (B, {self.config.n_mels}, {N_FRAMES}); got {tuple(x.shape)}."
+            )
         # x: (B, n_mels, T), e.g. (B, 64, 156)
         x = self.norm(x).unsqueeze(1)  # (B, 1, n_mels, T)
         for block in self.blocks:
@@ -81,7 +106,7 @@ class SpeechCNN(nn.Module):
 @dataclass
 class MfccMLPConfig:
     n_mfcc: int = 40  # input rows: MFCCs per frame (preprocessing.audio_features.mfcc)
-    n_classes: int = 8  # RAVDESS emotions, training.ravdess.EMOTIONS_8 order
+    n_classes: int = 8  # RAVDESS emotions, models.emotions.RAVDESS order
     hidden: int = 256  # width of the two hidden layers
     dropout: float = 0.3  # after each hidden layer
 
@@ -125,3 +150,63 @@ def build(kind: str, config: dict) -> nn.Module:
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def speech_card(model: SpeechCNN, spec: LogMelSpec, *, source: str, data: str, licence: str,
+                metrics: dict[str, Any]) -> ModelCard:  # fmt: skip
+    """The card of trained speech CNN weights: labels, the ``LOG_MEL`` input and how it is made."""
+    window = WindowSpec()
+    return ModelCard(
+        name="speech",
+        task=f"{len(RAVDESS)}-class emotion of speech in one {window.length_s} s audio window (log-mel CNN)",
+        labels=list(RAVDESS),
+        inputs={
+            "LOG_MEL": {
+                "dtype": "FP32",
+                "shape": [spec.n_mels, N_FRAMES],
+                "meaning": (
+                    f"preprocessing.audio_features.log_mel(window.audio, LogMelSpec(**preprocessing['log_mel'])) "
+                    f"of one mono {window.length_s} s window ({window.samples} samples at {spec.sr} Hz): "
+                    f"mel power in dB below the window's loudest cell, clipped at -{spec.top_db:g} dB"
+                ),
+            }
+        },
+        preprocessing={"window": asdict(window), "log_mel": spec.to_dict()},
+        weights="real",
+        source=f"SpeechCNN {model.config.to_dict()}; {source}",
+        data=data,
+        licence=licence,
+        metrics=metrics,
+    )
+
+
+def load_speech(directory: str | Path = SPEECH_WEIGHTS) -> tuple[SpeechCNN, ModelCard, LogMelSpec]:
+    """The trained speech CNN, its card and its log-mel settings, from ``speech.pt`` and ``speech.card.json``.
+
+    Returns
+    -------
+    model : SpeechCNN
+        In eval mode; takes ``log_mel(window.audio, spec)`` batched, (B, 64, 156) -> logits (B, 8).
+    card : ModelCard
+    spec : LogMelSpec
+        The settings the model was trained with; serving must compute its input with them.
+
+    Raises
+    ------
+    FileNotFoundError
+        If either file is missing.
+    ValueError
+        If the checkpoint and the card disagree on labels or preprocessing.
+    """
+    directory = Path(directory)
+    for name in ("speech.pt", "speech.card.json"):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"{directory / name} not found; train it with `python -m training.speech --out {directory}`.")
+    ckpt = torch.load(directory / "speech.pt", map_location="cpu", weights_only=True)
+    card = ModelCard.load(directory / "speech.card.json")
+    spec = LogMelSpec(**ckpt["log_mel"])
+    if ckpt["labels"] != card.labels or card.preprocessing.get("log_mel") != spec.to_dict():
+        raise ValueError(f"{directory}: speech.pt and speech.card.json disagree on labels or log-mel settings.")
+    model = build(ckpt["kind"], ckpt["config"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), card, spec

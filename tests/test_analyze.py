@@ -77,12 +77,26 @@ def test_annotated_video(face_video, face_result) -> None:
 
 
 def test_windows_without_a_face_are_marked(half_face_video, triton, tmp_path) -> None:
-    run = emofuse(str(half_face_video), "--json", "--out", str(tmp_path), "--no-video", triton=triton)
+    run = emofuse(str(half_face_video), "--json", "--out", str(tmp_path), "--no-video", "--model", "face", triton=triton)
     assert run.returncode == 0, run.stderr
-    first, second = json.loads(run.stdout)["windows"]
+    result = json.loads(run.stdout)
+    assert (result["mode"], result["model"]) == ("face", "emotion_face")
+    first, second = result["windows"]
     assert first["status"] == "ok" and first["label"]
     assert second == {**second, "status": "no_face", "label": None, "probabilities": None, "face_found": False}
     assert not list(tmp_path.glob("*.mp4")), "--no-video writes no annotated copy"
+
+
+def test_voice_answers_alone_where_the_face_is_missing(half_face_video, client, tmp_path) -> None:
+    analysis = Analyzer(client).analyze(half_face_video, tmp_path, render=False)
+    result = analysis.to_dict()
+    assert (result["mode"], result["model"]) == ("av", "emotion_av")
+    first, second = result["windows"]
+    assert first["face_found"] and first["voice_found"] and 0 < first["models"]["face_expression"] < 1
+    assert second["status"] == "ok" and second["label"] in result["labels"]
+    assert second["face_found"] is False and second["voice_found"] is True
+    assert second["models"] == {"face_expression": 0.0, "speech_emotion": 1.0}
+    assert analysis.timeline.caption(analysis.timeline.windows[1]).endswith("(voice only)")
 
 
 def test_video_without_audio_is_analysed(silent_video, triton, tmp_path) -> None:
@@ -92,6 +106,66 @@ def test_video_without_audio_is_analysed(silent_video, triton, tmp_path) -> None
     assert result["recording"]["audio"] is False and "audio" not in result["files"]
     with av.open(str(tmp_path / result["files"]["video"])) as container:
         assert not container.streams.audio
+
+
+def _sound_file(path: Path, samples: np.ndarray, rate: int) -> Path:
+    """Write mono float samples with PyAV, in the format the suffix names."""
+    codec = {".wav": "pcm_s16le", ".flac": "flac", ".mp3": "libmp3lame"}[path.suffix]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(samples[None].astype(np.float32), format="flt", layout="mono")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def speech_samples() -> np.ndarray:
+    from preprocessing.synthesis import speech
+
+    return speech("I can't believe it. This is the best day of my life!", 22_050, 6.0)
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".mp3"])
+def test_sound_files_are_judged_by_the_voice(suffix, speech_samples, triton, tmp_path) -> None:
+    path = _sound_file(tmp_path / f"speech{suffix}", speech_samples, 22_050)
+    run = emofuse(str(path), "--json", "--out", str(tmp_path / "out"), triton=triton)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["recording"]["kind"] == "audio" and (result["mode"], result["model"]) == ("audio", "emotion_speech")
+    assert result["weights"] == "real" and "calm" in result["labels"]
+    assert set(result["files"]) == {"timeline", "audio"}, "no picture, no annotated copy"
+    for w in result["windows"]:
+        assert w["status"] == "ok" and w["voice_found"] and w["face_found"] is None
+        assert w["models"] == {"speech_emotion": 1.0}
+        assert sum(w["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert result["verdict"]["label"] in result["labels"]
+
+
+def test_silence_has_no_voice(triton, tmp_path) -> None:
+    path = _sound_file(tmp_path / "silence.wav", np.zeros(22_050 * 5), 22_050)
+    run = emofuse(str(path), "--out", str(tmp_path / "out"), triton=triton)
+    assert run.returncode == 1 and run.stderr.strip() == "emofuse: error: silence.wav: no voice was heard in any of its 2 windows."
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("fixture", "model", "message"),
+    [
+        ("silent_video", "audio", "silent.mp4: no audio track for audio mode; try --model face."),
+        ("silent_video", "av", "silent.mp4: no audio track for av mode; try --model face."),
+        ("speech_wav", "face", "speech.wav: no video track for face mode; try --model audio."),
+    ],
+)
+def test_a_mode_the_recording_cannot_feed(fixture, model, message, request, triton, tmp_path) -> None:
+    run = emofuse(str(request.getfixturevalue(fixture)), "--model", model, "--out", str(tmp_path), triton=triton)
+    assert run.returncode == 1 and run.stderr.strip() == f"emofuse: error: {message}"
+
+
+@pytest.fixture
+def speech_wav(speech_samples, tmp_path) -> Path:
+    return _sound_file(tmp_path / "speech.wav", speech_samples, 22_050)
 
 
 def test_human_readable_output(face_video, triton, tmp_path) -> None:
@@ -118,7 +192,8 @@ def test_bad_input_gives_one_line_and_no_files(case, face_video, no_face_video, 
     inputs.mkdir()
     path = no_face_video if case == "no-face" else _bad_files(inputs, face_video)[case]
     out = tmp_path / "out"
-    run = emofuse(str(path), "--out", str(out), triton=triton)
+    face_only = ["--model", "face"] if case == "no-face" else []  # in av mode its voice would answer
+    run = emofuse(str(path), "--out", str(out), *face_only, triton=triton)
     assert run.returncode == 1
     (line,) = run.stderr.strip().splitlines()
     assert line.startswith(f"emofuse: error: {path.name}: ")

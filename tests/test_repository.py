@@ -18,7 +18,10 @@ def _text_files(root: Path) -> dict[str, bytes]:
 
 def test_configs_parse_with_tritons_own_definitions(repository) -> None:
     configs = sorted(repository.glob("*/config.pbtxt"))
-    assert [c.parent.name for c in configs] == ["emotion_face", "face_expression", "face_window_pool"]
+    assert [c.parent.name for c in configs] == [
+        "av_late_fusion", "emotion_av", "emotion_face", "emotion_speech",
+        "face_expression", "face_window_pool", "speech_emotion", "speech_gate",
+    ]  # fmt: skip
     for path in configs:
         config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
         assert config.name == path.parent.name
@@ -27,14 +30,25 @@ def test_configs_parse_with_tritons_own_definitions(repository) -> None:
             assert tensor.data_type != model_config_pb2.TYPE_INVALID and tensor.dims
 
 
-def test_ensemble_chains_the_face_models(repository) -> None:
-    config = text_format.Parse((repository / "emotion_face" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+@pytest.mark.parametrize(
+    ("ensemble", "steps", "labels"),
+    [
+        ("emotion_face", ["face_expression", "face_window_pool"], "angry disgust fear happy sad surprise neutral"),
+        ("emotion_speech", ["speech_emotion", "speech_gate"], "neutral calm happy sad angry fearful disgust surprised"),
+        (
+            "emotion_av",
+            ["face_expression", "face_window_pool", "speech_emotion", "av_late_fusion"],
+            "neutral happy sad angry fearful disgust surprised",
+        ),
+    ],
+)
+def test_ensembles_chain_their_models(repository, ensemble: str, steps: list[str], labels: str) -> None:
+    config = text_format.Parse((repository / ensemble / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
     assert config.platform == "ensemble"
-    assert [step.model_name for step in config.ensemble_scheduling.step] == ["face_expression", "face_window_pool"]
+    assert [step.model_name for step in config.ensemble_scheduling.step] == steps
     assert config.parameters["weights"].string_value == "real"
-    labels = (repository / "emotion_face" / "labels.txt").read_text().split()
-    assert config.parameters["labels"].string_value.split(",") == labels
-    assert labels == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert (repository / ensemble / "labels.txt").read_text().split() == labels.split()
+    assert config.parameters["labels"].string_value.split(",") == labels.split()
 
 
 def test_python_models_batch_dynamically(repository) -> None:
@@ -48,8 +62,8 @@ def test_rebuild_is_byte_identical(repository, tmp_path) -> None:
 
     again = build_default_repository(tmp_path / "again")
     assert _text_files(again) == _text_files(repository)
-    onnx = "face_expression/1/model.onnx"
-    assert (again / onnx).read_bytes() == (repository / onnx).read_bytes()
+    for onnx in ("face_expression/1/model.onnx", "speech_emotion/1/model.onnx"):
+        assert (again / onnx).read_bytes() == (repository / onnx).read_bytes()
 
 
 def test_committed_repository_is_current(repository) -> None:

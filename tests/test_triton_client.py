@@ -82,11 +82,11 @@ def test_a_server_that_never_answers_times_out() -> None:
 
 
 def test_untrained_model_never_shows_emotions(repository, face_video, tmp_path) -> None:
-    """A repository whose face model is marked as trained on synthetic data only."""
+    """A repository whose models are all marked as trained on synthetic data only."""
     untrained = tmp_path / "repo"
     shutil.copytree(repository, untrained, ignore=shutil.ignore_patterns("__pycache__"))
-    config = untrained / "emotion_face" / "config.pbtxt"
-    config.write_text(re.sub(r'(key: "weights" value: \{ string_value: )"real"', r'\1"synthetic"', config.read_text()))
+    for config in untrained.glob("*/config.pbtxt"):
+        config.write_text(re.sub(r'(key: "weights" value: \{ string_value: )"real"', r'\1"synthetic"', config.read_text()))
     with TritonServer(untrained, ports=TritonPorts.free()) as server:
         run = subprocess.run(
             [sys.executable, "-m", "gateway.cli", "analyze", str(face_video), "--json", "--no-video", "--triton", server.grpc_url, "--out", str(tmp_path / "out")],

@@ -16,10 +16,11 @@ from gateway._exceptions import TritonUnavailable
 from gateway.triton_server import TritonPorts, TritonServer, free_port
 
 
-def test_every_model_is_ready(client, triton) -> None:
+def test_every_model_is_ready(client, triton, repository) -> None:
     index = client._client.get_model_repository_index().models
     states = {model.name: model.state for model in index}
-    assert states == {"emotion_face": "READY", "face_expression": "READY", "face_window_pool": "READY"}
+    served = {path.parent.name for path in repository.glob("*/config.pbtxt")}
+    assert len(served) == 8 and states == dict.fromkeys(served, "READY")
     assert triton.ready()
 
 

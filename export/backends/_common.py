@@ -1,4 +1,4 @@
-"""Helpers shared by the backend models: configuration parameters and output types."""
+"""Helpers shared by the backend models: configuration parameters, output types, softmax."""
 
 from __future__ import annotations
 
@@ -18,3 +18,9 @@ def output_dtypes(args: dict[str, str]) -> dict[str, np.dtype]:
     """Numpy dtype of every output, as the config states it."""
     config = json.loads(args["model_config"])
     return {out["name"]: pb_utils.triton_string_to_numpy(out["data_type"]) for out in config["output"]}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, computed stably."""
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)

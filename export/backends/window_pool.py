@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from ._common import softmax
+
 
 def pool(logits: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean softmax over the frames with a face: (B, F, C), (B, F) -> (B, C), (B, 1)."""
-    z = logits - logits.max(axis=-1, keepdims=True)
-    probs = np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)  # (B, F, C)
+    probs = softmax(logits)  # (B, F, C)
     used = present.sum(axis=1, keepdims=True)  # (B, 1)
     summed = (probs * present[..., None]).sum(axis=1)  # (B, C)
     return (summed / np.maximum(used, 1)).astype(np.float32), used.astype(np.int32)

@@ -1,0 +1,472 @@
+"""Train the speech emotion CNN on RAVDESS speech, actor-independent, and write its card.
+
+    python -m training.speech --data /work/shared/data/ravdess-speech --out models/weights/speech
+
+writes ``OUT/speech.pt`` (state dict, model config, labels, :class:`LogMelSpec`; read it with
+:func:`models.speech.load_speech`) and ``OUT/speech.card.json`` (a :class:`models.card.ModelCard`:
+labels, input, preprocessing, data, split, licence, validation and test metrics). Unless
+``--no-baseline``, the MFCC-statistics MLP baseline is trained on the same split and windows, and
+its test metrics go into the card beside the CNN's.
+
+Windows
+-------
+Each clip (2.9-5.3 s, silence around the speech) is seen through 3.6 s windows, as serving sees
+a recording. Every epoch draws a fresh window per training clip: a long clip is cropped anywhere,
+a short one is placed anywhere inside a window of zeros (the range of
+:func:`preprocessing.audio_features.window_offsets`). Validation and test average the softmax of
+``eval_crops`` evenly spread windows per clip; the test report also gives the accuracy of each of
+those windows alone, which is what serving one 3.6 s window gets.
+
+Features are computed from the cut window by :func:`preprocessing.audio_features.log_mel`, the
+very function serving applies to ``Window.audio``; augmentation acts on the audio before it (speed)
+or on the features after it (SpecAugment masks, mixup), never inside it.
+
+Augmentation
+------------
+- speed perturbation: each training clip is resampled by a random factor in [1 - s, 1 + s], which
+  changes tempo and pitch together (Ko et al. 2015, "Audio augmentation for speech recognition");
+- SpecAugment masks of mel bands and frames (Park et al. 2019), filled with the window's mean;
+- mixup of examples and their one-hot targets (Zhang et al. 2018).
+
+After every epoch the batch-norm statistics are re-estimated on clean training windows
+(:func:`recalibrate_batch_norm`) before validation, so that the model kept is the one serving runs.
+
+Everything is seeded: the same seed, data and thread count give the same weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.card import ModelCard
+from models.speech import MfccMLPConfig, SpeechCNNConfig, build, count_parameters, speech_card
+from preprocessing.audio_features import LogMelSpec, MfccSpec, cut_window, log_mel, mfcc, window_offsets
+from training.metrics import format_confusion, report
+from training.ravdess import EMOTIONS_8, LICENCE, derive_split, load_audio, read_clips
+
+__all__ = ["Augment", "TrainConfig", "train", "train_epoch", "recalibrate_batch_norm", "main"]
+
+log = logging.getLogger("training.speech")
+
+
+@dataclass
+class Augment:
+    """Training-time augmentation of the CNN's windows (the baseline trains without)."""
+
+    speed: float = 0.1  # resample by a factor in [1 - speed, 1 + speed]: tempo and pitch; 0 disables
+    freq_masks: int = 2  # SpecAugment: masks of up to freq_mask_width mel bands
+    freq_mask_width: int = 8
+    time_masks: int = 2  # SpecAugment: masks of up to time_mask_width frames (23 ms each)
+    time_mask_width: int = 20
+    mixup_alpha: float = 0.2  # mix pairs with Beta(alpha, alpha) weights; 0 disables
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0  # seeds numpy and torch: same seed, same weights
+    epochs: int = 40  # most epochs; early stopping may end sooner
+    patience: int = 12  # stop after this many epochs without a better validation accuracy
+    batch_size: int = 32
+    lr: float = 1e-3  # peak learning rate (AdamW), after a linear warm-up, then cosine decay
+    warmup_epochs: int = 2
+    weight_decay: float = 1e-2
+    label_smoothing: float = 0.05
+    augment: Augment = field(default_factory=Augment)
+    eval_crops: int = 5  # evenly spread windows per clip, softmax averaged, at validation and test
+    threads: int = 1  # torch CPU threads (same count, same weights); 2 ran 4x slower on a shared 2-core CPU
+    cnn: SpeechCNNConfig = field(default_factory=SpeechCNNConfig)
+    logmel: LogMelSpec = field(default_factory=LogMelSpec)
+    baseline: bool = True  # also train and test the MFCC-statistics MLP
+    baseline_epochs: int = 30
+    baseline_lr: float = 1e-3
+    mlp: MfccMLPConfig = field(default_factory=MfccMLPConfig)
+    max_clips: int | None = None  # keep only this many clips (evenly spread), for smoke tests
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "cnn": self.cnn.to_dict()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Windows and their features
+
+
+def _speed(samples: np.ndarray, factor: float) -> np.ndarray:
+    """Play ``samples`` ``factor`` times faster (linear interpolation): shorter and higher."""
+    positions = np.arange(0.0, len(samples) - 1, factor)
+    return np.interp(positions, np.arange(len(samples)), samples).astype(np.float32)
+
+
+def random_windows(audio: Sequence[np.ndarray], rng: np.random.Generator, speed: float = 0.0) -> np.ndarray:
+    """One window per clip at a random position (and speed), shape (len(audio), 79380)."""
+    out = []
+    for samples in audio:
+        if speed > 0:
+            samples = _speed(samples, 1 + speed * (2 * rng.random() - 1))
+        lo, hi = window_offsets(len(samples), 2)  # the whole range of window positions
+        out.append(cut_window(samples, int(rng.integers(lo, hi + 1))))
+    return np.stack(out)
+
+
+def even_windows(audio: Sequence[np.ndarray], n_crops: int) -> np.ndarray:
+    """``n_crops`` evenly spread windows per clip, clip by clip: shape (len(audio) * n_crops, 79380)."""
+    return np.stack([cut_window(s, int(o)) for s in audio for o in window_offsets(len(s), n_crops)])
+
+
+def features(kind: str, windows: np.ndarray, cfg: TrainConfig) -> np.ndarray:
+    """Model input of each window: log-mel (B, 64, 156) for the CNN, MFCCs (B, 40, 156) for the MLP."""
+    if kind == "cnn":
+        return log_mel(windows, cfg.logmel)
+    return mfcc(windows, MfccSpec(n_mfcc=cfg.mlp.n_mfcc))
+
+
+def spec_augment(x: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.Tensor:
+    """Mask random bands and frame spans of each example (B, rows, frames) with its mean."""
+    b, rows, frames = x.shape
+    fill = x.mean(dim=(1, 2), keepdim=True)  # (B, 1, 1)
+    for n, width, size, axis in ((aug.freq_masks, aug.freq_mask_width, rows, 1),
+                                 (aug.time_masks, aug.time_mask_width, frames, 2)):  # fmt: skip
+        for _ in range(n):
+            w = torch.randint(0, width + 1, (b,), generator=gen)
+            start = (torch.rand(b, generator=gen) * (size - w + 1).float()).long()
+            pos = torch.arange(size)
+            mask = (pos[None, :] >= start[:, None]) & (pos[None, :] < (start + w)[:, None])  # (B, size)
+            x = torch.where(mask[:, :, None] if axis == 1 else mask[:, None, :], fill, x)
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Softmax probabilities of inputs (n, rows, frames): (n, n_classes)."""
+    model.eval()
+    return torch.cat([F.softmax(model(torch.from_numpy(x[i : i + batch])), dim=1) for i in range(0, len(x), batch)]).numpy()
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: torch.nn.Module, x: np.ndarray, batch: int = 64) -> None:
+    """Re-estimate the batch-norm running statistics on clean windows (inputs (n, rows, frames)).
+
+    Training estimates them on augmented batches (speed, masks, mixup) with weights that move
+    from batch to batch; validation and serving see neither, and on RAVDESS that mismatch made
+    the validation loss jump between epochs. Recomputing the statistics as an equal-weight
+    average over clean training windows with the final weights ("precise BN", Wu & Johnson
+    2021, arXiv:2105.07576) removes it. Weights do not change.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    model.train()
+    for i in range(0, len(x), batch):
+        model(torch.from_numpy(x[i : i + batch]))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
+
+
+def _lr_factor(epoch: int, cfg: TrainConfig, epochs: int) -> float:
+    """Linear warm-up over ``warmup_epochs``, then cosine decay to 2% of the peak."""
+    if epoch < cfg.warmup_epochs:
+        return (epoch + 1) / (cfg.warmup_epochs + 1)
+    t = (epoch - cfg.warmup_epochs) / max(1, epochs - cfg.warmup_epochs)
+    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def train_epoch(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    kind: str,
+    train_audio: Sequence[np.ndarray],
+    y_train: np.ndarray,
+    cfg: TrainConfig,
+    aug: Augment | None,
+    rng: np.random.Generator,
+    gen: torch.Generator,
+) -> tuple[float, float]:
+    """One pass over the training clips, one fresh window each, in batches; returns mean loss and accuracy.
+
+    Accuracy is of the augmented batches against each window's own label (mixup lowers it).
+    """
+    order = rng.permutation(len(train_audio))
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    for s in range(0, len(order), cfg.batch_size):
+        batch = order[s : s + cfg.batch_size]
+        if len(batch) < 2:
+            continue  # batch norm needs two examples
+        windows = random_windows([train_audio[i] for i in batch], rng, aug.speed if aug else 0.0)
+        x, y = torch.from_numpy(features(kind, windows, cfg)), torch.from_numpy(y_train[batch])
+        target = F.one_hot(y, len(EMOTIONS_8)).float()
+        if aug is not None:
+            x = spec_augment(x, aug, gen)
+            if aug.mixup_alpha > 0:
+                lam = float(rng.beta(aug.mixup_alpha, aug.mixup_alpha))
+                perm = torch.randperm(len(y), generator=gen)
+                x = lam * x + (1 - lam) * x[perm]
+                target = lam * target + (1 - lam) * target[perm]
+        logits = model(x)
+        loss = F.cross_entropy(logits, target, label_smoothing=cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total_loss += float(loss.detach()) * len(y)
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(y)
+    return total_loss / max(1, seen), correct / max(1, seen)
+
+
+def fit(
+    kind: str,
+    train_audio: Sequence[np.ndarray],
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    cfg: TrainConfig,
+) -> tuple[torch.nn.Module, list[dict], int]:
+    """Train one model ('cnn' or 'mlp') and keep its best epoch by validation accuracy.
+
+    Parameters
+    ----------
+    train_audio : sequence of ndarray, shape (n_samples_i,)
+        Decoded training clips.
+    y_train : ndarray of int64, shape (n_train,)
+    x_val : ndarray of float32, shape (n_val * eval_crops, rows, 156)
+        Features of the validation clips' evenly spread windows, clip by clip.
+    y_val : ndarray of int64, shape (n_val,)
+
+    Returns
+    -------
+    model : the weights of the best epoch, in eval mode
+    history : one dict per epoch (losses, accuracies, learning rate, seconds)
+    best_epoch : int, 1-based
+    """
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if kind == "cnn":
+        model_cfg = {**cfg.cnn.to_dict(), "n_mels": cfg.logmel.n_mels, "n_classes": len(EMOTIONS_8)}
+        epochs, lr, aug = cfg.epochs, cfg.lr, cfg.augment
+    else:
+        model_cfg = {**cfg.mlp.to_dict(), "n_classes": len(EMOTIONS_8)}
+        epochs, lr, aug = cfg.baseline_epochs, cfg.baseline_lr, None
+    model = build(kind, model_cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    x_clean = features(kind, even_windows(train_audio, 1), cfg)  # one centred window per clip, for recalibration
+    y_val_rows = torch.from_numpy(np.repeat(y_val, cfg.eval_crops))
+
+    history: list[dict] = []
+    best_key, best_state, best_epoch, stale = (-1.0, 0.0), copy.deepcopy(model.state_dict()), 0, 0
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        for group in opt.param_groups:
+            group["lr"] = lr * _lr_factor(epoch, cfg, epochs)
+        train_loss, train_acc = train_epoch(model, opt, kind, train_audio, y_train, cfg, aug, rng, gen)
+        recalibrate_batch_norm(model, x_clean)
+        probs = predict(model, x_val)
+        val_loss = float(F.nll_loss(torch.log(torch.from_numpy(probs) + 1e-9), y_val_rows))
+        val_acc = float(np.mean(probs.reshape(len(y_val), cfg.eval_crops, -1).mean(axis=1).argmax(1) == y_val))
+        row = {
+            "epoch": epoch + 1,
+            "lr": round(opt.param_groups[0]["lr"], 6),
+            "train_loss": round(train_loss, 4),
+            "train_acc": round(train_acc, 4),
+            "val_loss": round(val_loss, 4),
+            "val_acc": round(val_acc, 4),
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        history.append(row)
+        log.info("%s epoch %3d/%d  lr %.5f  train loss %.3f acc %.3f  val loss %.3f acc %.3f  (%.1f s)", kind,
+                 row["epoch"], epochs, row["lr"], row["train_loss"], row["train_acc"], row["val_loss"],
+                 row["val_acc"], row["seconds"])  # fmt: skip
+        if (val_acc, -val_loss) > best_key:
+            best_key, best_epoch, stale = (val_acc, -val_loss), epoch + 1, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                log.info("%s: no better validation accuracy for %d epochs, stopping", kind, cfg.patience)
+                break
+    model.load_state_dict(best_state)
+    return model.eval(), history, best_epoch
+
+
+def evaluate(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, n_crops: int) -> dict:
+    """Test report: clips with the softmax of their ``n_crops`` windows averaged, and windows alone.
+
+    ``x`` holds the features of each clip's evenly spread windows, clip by clip (n * n_crops, rows, 156).
+    """
+    probs = predict(model, x).reshape(len(y), n_crops, -1)
+    single = report(np.repeat(y, n_crops), probs.reshape(len(y) * n_crops, -1).argmax(1), EMOTIONS_8)
+    return {
+        **report(y, probs.mean(axis=1).argmax(1), EMOTIONS_8),
+        "what": f"clips of the test actors; softmax averaged over {n_crops} evenly spread 3.6 s windows per clip",
+        "single_window": {
+            "accuracy": single["accuracy"],
+            "macro_f1": single["macro_f1"],
+            "what": f"each of those {n_crops} windows classified alone ({single['n']} windows), as serving sees them",
+        },
+    }
+
+
+def _select(items: list, max_items: int | None) -> list:
+    if max_items is None or max_items >= len(items):
+        return items
+    return [items[i] for i in sorted(set(np.linspace(0, len(items) - 1, max_items).round().astype(int)))]
+
+
+def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None) -> ModelCard:
+    """Train on RAVDESS speech at ``data``; write ``out/speech.pt`` and ``out/speech.card.json``.
+
+    ``cfg`` None trains with :class:`TrainConfig`'s defaults, the settings of the shipped model.
+
+    Returns
+    -------
+    ModelCard
+        The card written, with validation and test metrics of the CNN (and the MFCC-MLP baseline's).
+    """
+    t_start = time.perf_counter()
+    cfg = cfg or TrainConfig()
+    torch.set_num_threads(cfg.threads)
+    data, out = Path(data), Path(out)
+    clips = _select(read_clips(data), cfg.max_clips)
+    split = derive_split(sorted({c.actor for c in clips}))
+    log.info("split: train %s, val %s, test %s", split.train, split.val, split.test)
+    audio = load_audio(clips)
+    subsets = {name: [i for i, c in enumerate(clips) if split.subset(c.actor) == name] for name in ("train", "val", "test")}
+    for name, idx in subsets.items():
+        if not idx:
+            raise ValueError(f"no {name} clips: the data must hold actors of every subset of {split}.")
+    log.info("clips: %s", {k: len(v) for k, v in subsets.items()})
+    y = {name: np.array([clips[i].label for i in idx], np.int64) for name, idx in subsets.items()}
+    train_audio = [audio[i] for i in subsets["train"]]
+    eval_windows = {name: even_windows([audio[i] for i in subsets[name]], cfg.eval_crops) for name in ("val", "test")}
+
+    def run(kind: str) -> tuple[torch.nn.Module, list[dict], int, dict, float]:
+        t0 = time.perf_counter()
+        x = {name: features(kind, w, cfg) for name, w in eval_windows.items()}
+        model, history, best_epoch = fit(kind, train_audio, y["train"], x["val"], y["val"], cfg)
+        return model, history, best_epoch, evaluate(model, x["test"], y["test"], cfg.eval_crops), time.perf_counter() - t0
+
+    model, history, best_epoch, test, train_s = run("cnn")
+    log.info("CNN test accuracy %.3f, macro-F1 %.3f (single window %.3f)\n%s", test["accuracy"], test["macro_f1"],
+             test["single_window"]["accuracy"], format_confusion(test["confusion_matrix"], EMOTIONS_8))  # fmt: skip
+    baseline = None
+    if cfg.baseline:
+        mlp, b_history, b_best, baseline, b_s = run("mlp")
+        baseline.update(
+            model=f"MfccMLP {mlp.config.to_dict()}",
+            parameters=count_parameters(mlp),
+            best_epoch=b_best,
+            validation_accuracy=b_history[b_best - 1]["val_acc"],
+            training_time_s=round(b_s, 1),
+        )
+        log.info("baseline (MFCC-statistics MLP) test accuracy %.3f, macro-F1 %.3f", baseline["accuracy"],
+                 baseline["macro_f1"])  # fmt: skip
+
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {"kind": "cnn", "config": model.config.to_dict(), "state_dict": model.state_dict(), "labels": list(EMOTIONS_8),
+         "log_mel": cfg.logmel.to_dict()},
+        out / "speech.pt",
+    )  # fmt: skip
+    card = speech_card(
+        model,
+        cfg.logmel,
+        source=f"trained from scratch by training.speech (seed {cfg.seed}), {count_parameters(model):,} parameters",
+        data=(
+            f"RAVDESS speech (Livingstone & Russo 2018, doi:10.1371/journal.pone.0196391; Zenodo 1188976): "
+            f"{len(clips)} clips of actors {sorted({c.actor for c in clips})}, resampled to 22,050 Hz; "
+            f"actor-independent split after Chumachenko et al. (2022) with absent actors replaced: "
+            f"train {list(split.train)}, validation {list(split.val)}, test {list(split.test)}"
+        ),
+        licence=LICENCE,
+        metrics={
+            "validation_accuracy": history[best_epoch - 1]["val_acc"],
+            "validation_accuracy_what": (
+                f"clips of the validation actors {list(split.val)}, {cfg.eval_crops} windows averaged, at the epoch kept"
+            ),
+            "test": test,
+            "baseline_mfcc_mlp": baseline,
+            "chance_accuracy": round(1 / len(EMOTIONS_8), 4),
+            "training": {
+                "seed": cfg.seed,
+                "split": split.to_dict(),
+                "clips": {k: len(v) for k, v in subsets.items()},
+                "epochs_run": len(history),
+                "best_epoch": best_epoch,
+                "parameters": count_parameters(model),
+                "cnn_training_time_s": round(train_s, 1),
+                "total_time_s": round(time.perf_counter() - t_start, 1),
+                "threads": cfg.threads,
+                "torch": torch.__version__,
+                "config": cfg.to_dict(),
+                "history": history,
+            },
+        },
+    )
+    card.save(out / "speech.card.json")
+    log.info("wrote %s and %s in %.0f s", out / "speech.pt", out / "speech.card.json", time.perf_counter() - t_start)
+    return card
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python -m training.speech --data DIR --out DIR [--seed N --epochs N ...]``.
+
+    ``emofuse train audio`` delegates here with the same options. Prints a one-line JSON summary.
+    """
+    d = TrainConfig()
+    p = argparse.ArgumentParser(prog="python -m training.speech", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="the ravdess-speech folder (labels.csv, Actor_XX/)")
+    p.add_argument("--out", required=True, help="folder for speech.pt and speech.card.json")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="most CNN epochs (early stopping may end sooner)")
+    p.add_argument("--patience", type=int, default=d.patience)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--widths", type=_widths, default=d.cnn.widths, help="CNN block widths, comma-separated")
+    p.add_argument("--speed", type=float, default=d.augment.speed, help="speed perturbation range; 0 disables")
+    p.add_argument("--mixup", type=float, default=d.augment.mixup_alpha, help="mixup alpha; 0 disables")
+    p.add_argument("--baseline-epochs", type=int, default=d.baseline_epochs)
+    p.add_argument("--no-baseline", action="store_true", help="skip the MFCC-statistics MLP baseline")
+    p.add_argument("--max-clips", type=int, default=None, help="use only this many clips (smoke tests)")
+    p.add_argument("--threads", type=int, default=d.threads)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    cfg = TrainConfig(
+        seed=a.seed, epochs=a.epochs, patience=a.patience, lr=a.lr, batch_size=a.batch_size,
+        augment=Augment(speed=a.speed, mixup_alpha=a.mixup), cnn=SpeechCNNConfig(widths=a.widths),
+        baseline=not a.no_baseline, baseline_epochs=a.baseline_epochs, max_clips=a.max_clips, threads=a.threads,
+    )  # fmt: skip
+    m = train(a.data, a.out, cfg).metrics
+    summary = {"test_accuracy": m["test"]["accuracy"], "test_macro_f1": m["test"]["macro_f1"],
+               "single_window_accuracy": m["test"]["single_window"]["accuracy"],
+               "validation_accuracy": m["validation_accuracy"],
+               "baseline_accuracy": (m["baseline_mfcc_mlp"] or {}).get("accuracy"),
+               "seconds": m["training"]["total_time_s"]}  # fmt: skip
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
