@@ -8,8 +8,10 @@ Everything runs on one CPU thread with 32x32 crops and the narrow model of ``tra
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +29,7 @@ from training.av import (
     load_checkpoint,
     main,
     predict,
+    pretrain_audio,
     speaker_split,
 )
 from training.synthetic_av import SyntheticSpec, make_dataset, synthetic_window
@@ -203,3 +206,41 @@ def test_cli_trains_on_synthetic_data_and_writes_checkpoint_and_card(tmp_path, c
     assert {"accuracy", "macro_f1"} <= set(card["metrics"]["test"]["audio_video"])
     model, labels = load_checkpoint(out / "av.pt")
     assert labels == card["labels"] and model.config.fusion == "ia" and model.config.face_size == 32
+
+
+@pytest.fixture(scope="module")
+def speech_folder(tmp_path_factory) -> Path:
+    """A RAVDESS-shaped speech folder of synthetic voices: 12 actors, 8 emotions, 2 clips each."""
+    import soundfile
+
+    from training.ravdess import EMOTIONS
+
+    root = tmp_path_factory.mktemp("speech")
+    spec = SyntheticSpec(labels=tuple(EMOTIONS.values()))
+    rows = []
+    for actor in range(1, 13):  # enough of each sex to derive the paper's split (4 val, 4 test actors)
+        (root / f"Actor_{actor:02d}").mkdir()
+        for emotion in range(1, 9):
+            for repetition in (1, 2):
+                name = f"Actor_{actor:02d}/03-01-{emotion:02d}-01-01-{repetition:02d}-{actor:02d}.flac"
+                window = synthetic_window(spec, actor, emotion - 1, index=repetition)
+                soundfile.write(root / name, window.audio, 22_050)
+                rows.append({"file": name, "actor": actor, "emotion_code": f"{emotion:02d}", "emotion": EMOTIONS[emotion]})
+    with (root / "labels.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def test_audio_branch_pretrained_on_speech(speech_folder) -> None:
+    torch.manual_seed(0)
+    model = AVModel(small_config())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(lr=3e-3, pretrain_epochs=6, threads=1)
+    summary = pretrain_audio(model, speech_folder, cfg)
+    after = model.state_dict()
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"mfcc_norm", "audio_stage1", "audio_stage2"}, changed  # mfcc_norm: running statistics
+    assert summary["windows"] > 0 and set(summary["actors"]["left out"]).isdisjoint(summary["actors"]["train"])
+    assert summary["validation_accuracy"] > 0.25, f"8 voices, chance 0.125: {summary}"

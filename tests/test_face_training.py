@@ -57,6 +57,9 @@ def test_fine_tuning_recognises_unseen_people(faces, tmp_path) -> None:
     assert card.metrics["sizes"] == {"train": 144, "val": 36, "test": 54}
     assert card.metrics["test"]["confusion_matrix"] and len(card.metrics["history"]) >= 1
     assert "epoch" in run.stderr, "one progress line per epoch"
+    assert json.loads((tmp_path / "face.test.json").read_text()) == card.metrics["test"]
+    picture = cv2.imread(str(tmp_path / "face.confusion.png"))
+    assert picture is not None and picture.shape[0] > 200
     checkpoint = torch.load(tmp_path / "face.pt", weights_only=True)
     assert checkpoint["labels"] == list(CLASSES)
 

@@ -105,3 +105,4 @@ def test_train_av_on_a_manifest(corpus, tmp_path) -> None:
     card = json.loads((tmp_path / "av.card.json").read_text())
     assert card["labels"] == ["happy", "neutral"] and card["weights"] == "real"
     assert "8 recordings" in card["data"] and set(card["metrics"]["test"]) == {"audio_video", "face_only", "audio_only"}
+    assert {p.name for p in tmp_path.glob("av.*.png")} == {f"av.{c}.confusion.png" for c in card["metrics"]["test"]}

@@ -2,11 +2,13 @@
 
     emofuse train av --data synthetic|MANIFEST.csv|RAVDESS_FOLDER|WINDOWS.npz --out DIR [--fusion ia|it|lt] ...
 
-writes ``DIR/av.pt`` (state dict, model config, labels, crop and window settings) and
-``DIR/av.card.json`` (a :class:`models.card.ModelCard`). ``--data synthetic`` generates a data set
-with :mod:`training.synthetic_av` (its card says ``weights="synthetic"``); a manifest CSV or a
-RAVDESS folder names recordings, cut into windows by :mod:`training.recordings` (cached); an
-``.npz`` holds windows as :meth:`AVWindows.save` writes them.
+writes ``DIR/av.pt`` (state dict, model config, labels, crop and window settings),
+``DIR/av.card.json`` (a :class:`models.card.ModelCard`) and a test report per condition
+(``DIR/av.audio_video.test.json`` and ``.confusion.png``, likewise face_only, audio_only).
+``--data synthetic`` generates a data set with :mod:`training.synthetic_av` (its card says
+``weights="synthetic"``); a manifest CSV or a RAVDESS folder names recordings, cut into windows
+by :mod:`training.recordings` (cached); an ``.npz`` holds windows as :meth:`AVWindows.save`
+writes them.
 
 Speakers are split into train, validation and test sets that share nobody. Each epoch logs the
 training and validation loss and accuracy; the weights of the best validation accuracy are kept,
@@ -28,16 +30,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from models.av import FUSIONS, AVConfig, AVModel, AVOutput, count_parameters
 from models.card import ModelCard
 from models.emotions import RAVDESS
-from preprocessing.audio_features import MfccSpec
+from preprocessing.audio_features import MfccSpec, mfcc
 from preprocessing.faces import CropSpec
 from preprocessing.windows import WindowSpec
 from training.loop import Batch, Epoch, FitConfig, as_tensors, predict_proba
 from training.loop import fit as fit_loop
 from training.metrics import format_confusion, report
+from training.report import write_report
 
 __all__ = ["AVWindows", "TrainConfig", "speaker_split", "predict", "fit", "condition_report", "train",
            "load_checkpoint", "main"]  # fmt: skip
@@ -108,6 +112,8 @@ class TrainConfig:
     lr: float = 3e-3  # AdamW, cosine decay; the paper: SGD from 0.04 with step decay, too slow for CPU budgets
     weight_decay: float = 1e-4
     threads: int = 2  # torch CPU threads (results are reproducible for a fixed count)
+    pretrain_audio: str | None = None  # a RAVDESS speech folder: pre-train the audio branch on it first
+    pretrain_epochs: int = 15
     model: AVConfig = field(default_factory=AVConfig)
 
     def to_dict(self) -> dict:
@@ -154,14 +160,62 @@ def predict(model: AVModel, data: AVWindows, *, face: bool = True, audio: bool =
     return predict_proba(model, _inputs(data), _given(face, audio), _logits, size=64)
 
 
-def fit(train: AVWindows, val: AVWindows, cfg: TrainConfig) -> tuple[AVModel, list[Epoch]]:
-    """Train from scratch; returns the model of the best validation accuracy and the history."""
-    torch.manual_seed(cfg.seed)
-    model = AVModel(cfg.model)
+def fit(train: AVWindows, val: AVWindows, cfg: TrainConfig, model: AVModel | None = None) -> tuple[AVModel, list[Epoch]]:
+    """Train ``model`` (None: a new one); returns it with the weights of the best validation
+    accuracy, and the history."""
+    if model is None:
+        torch.manual_seed(cfg.seed)
+        model = AVModel(cfg.model)
     opt = FitConfig(
         epochs=cfg.epochs, patience=cfg.patience, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed
     )
     return fit_loop(model, (_inputs(train), train.labels), (_inputs(val), val.labels), opt, logits=_logits)
+
+
+class AudioBranch(nn.Module):
+    """The audio branch of an AV model (its own modules, not copies) under a head of its own:
+    training it on speech trains the AV model's audio convolutions in place."""
+
+    def __init__(self, model: AVModel, n_classes: int) -> None:
+        super().__init__()
+        self.norm, self.stage1, self.stage2 = model.mfcc_norm, model.audio_stage1, model.audio_stage2
+        self.head = nn.Linear(model.config.audio_widths[-1], n_classes)
+
+    def forward(self, mfcc: torch.Tensor) -> torch.Tensor:
+        """MFCCs (B, 10, 156) -> logits (B, n_classes)."""
+        return self.head(self.stage2(self.stage1(self.norm(mfcc))).mean(dim=-1))
+
+
+def pretrain_audio(model: AVModel, speech: str | Path, cfg: TrainConfig) -> dict:
+    """Pre-train ``model``'s audio branch on the 8 emotions of a RAVDESS speech folder.
+
+    Three evenly spread 3.6 s windows per clip, MFCCs as in serving; the actors of the folder's
+    training split train it, those of its validation split pick the epoch, and its test actors
+    are left out, so that they stay unheard for any later test. Returns what the card records.
+    """
+    from training.ravdess import derive_split, load_audio, read_clips
+    from training.speech import even_windows
+
+    clips = read_clips(speech)
+    split = derive_split(sorted({c.actor for c in clips}))
+    used = [c for c in clips if split.subset(c.actor) in ("train", "val")]
+    per_clip = 3
+    features = mfcc(even_windows(load_audio(used), per_clip)).astype(np.float32)
+    labels = np.repeat([c.label for c in used], per_clip)
+    part = np.repeat([split.subset(c.actor) for c in used], per_clip)
+    branch = AudioBranch(model, len(RAVDESS))
+    opt = FitConfig(epochs=cfg.pretrain_epochs, patience=cfg.pretrain_epochs, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed)
+    train, val = part == "train", part == "val"
+    _, history = fit_loop(branch, ((features[train],), labels[train]), ((features[val],), labels[val]), opt)
+    best = max(history, key=lambda e: (e.val_acc, -e.val_loss))
+    log.info("audio branch pre-trained on %d speech windows: validation accuracy %.3f", len(labels), best.val_acc)
+    return {
+        "data": f"RAVDESS speech ({speech}): {len(used)} clips, 8 emotions",
+        "actors": {"train": sorted(split.train), "val": sorted(split.val), "left out": sorted(split.test)},
+        "windows": int(len(labels)),
+        "validation_accuracy": round(best.val_acc, 4),
+        "epoch": best.epoch,
+    }
 
 
 def condition_report(model: AVModel, test: AVWindows) -> dict:
@@ -175,7 +229,11 @@ def condition_report(model: AVModel, test: AVWindows) -> dict:
 
 def _recordings(data: str, classes: int, crop: CropSpec, cache: Path | None) -> tuple[AVWindows, str]:
     """Windows of a manifest CSV (labels: sorted) or of a RAVDESS folder (``classes`` emotions)."""
-    from training.recordings import load_windows, ravdess_recordings, read_manifest  # imports this module
+    from training.recordings import (  # imports this module
+        load_windows,
+        ravdess_recordings,
+        read_manifest,
+    )
 
     if data.endswith(".csv"):
         recordings = read_manifest(data)
@@ -209,7 +267,10 @@ def train(
     split = speaker_split(data.speakers, n_val, n_test)
     parts = {name: data.subset(idx) for name, idx in split.items()}
     log.info("windows: %s", {k: len(v) for k, v in parts.items()})
-    model, epochs = fit(parts["train"], parts["val"], cfg)
+    torch.manual_seed(cfg.seed)
+    model = AVModel(cfg.model)
+    pretraining = pretrain_audio(model, cfg.pretrain_audio, cfg) if cfg.pretrain_audio else None
+    model, epochs = fit(parts["train"], parts["val"], cfg, model)
     history = [e.to_dict() for e in epochs]
     best_epoch = max(history, key=lambda h: (h["val_acc"], -h["val_loss"]))["epoch"]
     test = condition_report(model, parts["test"])
@@ -246,6 +307,7 @@ def train(
         metrics={
             "test": test,
             "chance_accuracy": round(1 / len(data.label_names), 4),
+            "audio_pretraining": pretraining,
             "validation_accuracy": max(h["val_acc"] for h in history),
             "training": {"history": history, "best_epoch": best_epoch, "epochs_run": len(history),
                          "windows": {k: len(v) for k, v in parts.items()}, "parameters": count_parameters(model),
@@ -254,6 +316,8 @@ def train(
         },
     )
     card.save(out / "av.card.json")
+    for condition, figures in test.items():
+        write_report(figures, out, f"av.{condition}")
     log.info("wrote %s and %s", out / "av.pt", out / "av.card.json")
     return card
 
@@ -286,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=d.threads)
     p.add_argument("--val-speakers", type=int, default=3)
     p.add_argument("--test-speakers", type=int, default=3)
+    p.add_argument("--pretrain-audio", metavar="RAVDESS_SPEECH", help="pre-train the audio branch on this speech folder first")
+    p.add_argument("--pretrain-epochs", type=int, default=d.pretrain_epochs)
     p.add_argument("--cache", type=Path, help="window cache of recordings (default: ~/.cache/emofuse/windows)")
     g = p.add_argument_group("synthetic data")
     g.add_argument("--classes", type=int, choices=(8, 5), default=5, help="also for RAVDESS: all 8 emotions or the first 5")
@@ -313,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
                      face_size=data.faces.shape[2], finetune_face_encoder=a.finetune_face_encoder,
                      modality_dropout=a.modality_dropout, **size)  # fmt: skip
     cfg = TrainConfig(seed=a.seed, epochs=a.epochs, patience=a.patience, batch_size=a.batch_size, lr=a.lr,
-                      threads=a.threads, model=model)  # fmt: skip
+                      threads=a.threads, pretrain_audio=a.pretrain_audio, pretrain_epochs=a.pretrain_epochs,
+                      model=model)  # fmt: skip
     card = train(data, a.out, cfg, weights=weights, data_text=text, licence=licence, n_val=a.val_speakers,
                  n_test=a.test_speakers)  # fmt: skip
     test = card.metrics["test"]

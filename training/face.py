@@ -8,8 +8,9 @@ already face crops, as face datasets are. Each image becomes a model input exact
 64x64). Training starts from the FER-2013 mini-Xception: classes that FER-2013 also has keep
 its weights for them, others start fresh; ``--freeze`` trains the last layer only.
 
-Writes ``DIR/face.pt`` (weights, config, labels) and ``DIR/face.card.json``: labels, crop
-settings, data, split, validation and test metrics. The split is stratified by class and random
+Writes ``DIR/face.pt`` (weights, config, labels), ``DIR/face.card.json`` (labels, crop settings,
+data, split, validation and test metrics) and the test report, ``DIR/face.test.json`` and
+``DIR/face.confusion.png``. The split is stratified by class and random
 (seeded): a folder says nothing of who is in which image, so put each person's images in one
 split yourself (``train/``, ``val/`` and ``test/`` sub-folders, each with the class folders)
 when the test must be person-independent.
@@ -35,6 +36,7 @@ from preprocessing.recording import probe, read_still
 
 from .loop import FitConfig, fit, predict_proba
 from .metrics import report
+from .report import write_report
 
 __all__ = ["read_folder", "fine_tune", "main"]
 
@@ -168,6 +170,7 @@ def fine_tune(data: str | Path, out: str | Path, cfg: FitConfig, *, freeze: bool
         },
     )
     card.save(out / "face.card.json")
+    write_report(test, out, "face")
     return card
 
 
