@@ -16,11 +16,9 @@ ten times, without re-encoding). A local Triton is started on free ports.
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import av
@@ -28,6 +26,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _timing import median_seconds  # noqa: E402
 
 from gateway.analysis import BATCH_WINDOWS, FACE_CROP, MODES, Analyzer  # noqa: E402
 from gateway.render import X264_OPTIONS  # noqa: E402
@@ -37,16 +37,6 @@ from preprocessing.faces import FaceDetector  # noqa: E402
 from preprocessing.recording import probe  # noqa: E402
 from preprocessing.synthesis import SampleSpec, write_sample_video  # noqa: E402
 from preprocessing.windows import read_windows  # noqa: E402
-
-
-def timed(fn, repeat: int) -> float:
-    """Median wall time of ``repeat`` calls, in seconds."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def naive_decode(path: Path) -> None:
@@ -151,13 +141,13 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory() as out:
             figures = {
-                "decode every frame (naive)": timed(lambda: naive_decode(minute), args.repeat),
-                "decode every frame to RGB arrays": timed(lambda: decode_to_arrays(minute), args.repeat),
-                "preprocessing (windows, faces, audio)": timed(lambda: list(read_windows(info, crop=FACE_CROP, detector=detector)), args.repeat),
-                f"Triton inference ({len(windows)} windows)": timed(infer, args.repeat),
-                "analyze, timeline only (--no-video)": timed(lambda: analyzer.analyze(minute, out, render=False), args.repeat),
-                "analyze, with annotated video": timed(lambda: analyzer.analyze(minute, out), args.repeat),
-                f"re-encode only (libx264 {X264_OPTIONS['preset']})": timed(lambda: reencode(minute, Path(out) / "copy.mp4"), args.repeat),
+                "decode every frame (naive)": median_seconds(lambda: naive_decode(minute), args.repeat),
+                "decode every frame to RGB arrays": median_seconds(lambda: decode_to_arrays(minute), args.repeat),
+                "preprocessing (windows, faces, audio)": median_seconds(lambda: list(read_windows(info, crop=FACE_CROP, detector=detector)), args.repeat),
+                f"Triton inference ({len(windows)} windows)": median_seconds(infer, args.repeat),
+                "analyze, timeline only (--no-video)": median_seconds(lambda: analyzer.analyze(minute, out, render=False), args.repeat),
+                "analyze, with annotated video": median_seconds(lambda: analyzer.analyze(minute, out), args.repeat),
+                f"re-encode only (libx264 {X264_OPTIONS['preset']})": median_seconds(lambda: reencode(minute, Path(out) / "copy.mp4"), args.repeat),
             }
         decode = figures["decode every frame (naive)"]
         print(f"\n{'stage':<42}{'seconds':>9}{'x decode':>10}{'video s/s':>11}")

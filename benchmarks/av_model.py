@@ -17,26 +17,14 @@ a core another process holds, and a window then takes seconds instead of a tenth
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
+from _timing import median_seconds
 from torch.utils.flop_counter import FlopCounterMode
 
 from models.av import FUSIONS, AVConfig, AVModel, count_parameters
 from preprocessing.audio_features import mfcc
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    for _ in range(2):  # warm-up: first-call allocations and kernel selection
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def flops(model: AVModel, faces: torch.Tensor, feats: torch.Tensor) -> tuple[int, int]:

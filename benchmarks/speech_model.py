@@ -22,29 +22,24 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
+from _timing import median_seconds
 from torch.utils.flop_counter import FlopCounterMode
 
 from models.speech import count_parameters, load_speech
 from preprocessing.audio_features import N_FRAMES, SAMPLE_RATE, WINDOW_SAMPLES, log_mel
-from training.speech import TrainConfig, even_windows, features, recalibrate_batch_norm, train_epoch
+from training.speech import (
+    TrainConfig,
+    even_windows,
+    features,
+    recalibrate_batch_norm,
+    train_epoch,
+)
 
 TRAIN_CLIPS = 660  # RAVDESS training actors' clips
 CLIP_S = 3.7  # mean RAVDESS clip length in seconds
-
-
-def median_s(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``fn()`` in seconds, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def training_epoch_s(model: torch.nn.Module, cfg: TrainConfig) -> float:
@@ -76,12 +71,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"parameters            {count_parameters(model):,}")
     print(f"forward FLOPs/window  {counter.get_total_flops() / 1e6:,.1f} M  (input 1 x {spec.n_mels} x {N_FRAMES})")
     with torch.no_grad():
-        one = median_s(lambda: model(x[:1]), a.repeats)
-        batch = median_s(lambda: model(x), a.repeats)
+        one = median_seconds(lambda: model(x[:1]), a.repeats)
+        batch = median_seconds(lambda: model(x), a.repeats)
     print(f"forward, batch 1      {one * 1e3:8.2f} ms/window")
     print(f"forward, batch 32     {batch / 32 * 1e3:8.2f} ms/window  ({batch * 1e3:.1f} ms/batch)")
-    lm_one = median_s(lambda: log_mel(audio[0], spec), a.repeats)
-    lm_batch = median_s(lambda: log_mel(audio, spec), max(3, a.repeats // 4))
+    lm_one = median_seconds(lambda: log_mel(audio[0], spec), a.repeats)
+    lm_batch = median_seconds(lambda: log_mel(audio, spec), max(3, a.repeats // 4))
     print(f"log-mel, 1 window     {lm_one * 1e3:8.2f} ms/window")
     print(f"log-mel, 32 at once   {lm_batch / 32 * 1e3:8.2f} ms/window")
     epoch = training_epoch_s(model, TrainConfig(cnn=model.config))
