@@ -328,6 +328,8 @@ def test_training_writes_a_checkpoint_and_card_that_load_speech_reads(tiny_run: 
     assert set(test["recall"]) == set(EMOTIONS_8) and 0 <= test["macro_f1"] <= 1
     assert m["training"]["split"] == {"train": [1, 2, 4], "val": [11, 13, 18, 20], "test": [3, 10, 16, 19]}
     assert m["baseline_mfcc_mlp"]["n"] == 32
+    assert json.loads((tiny_run / "speech.test.json").read_text())["confusion_matrix"] == test["confusion_matrix"]
+    assert (tiny_run / "speech.confusion.png").stat().st_size > 0
     # The loaded model classifies the features of a serving window.
     logits = model(torch.from_numpy(log_mel(cut_window(_speechlike(4.0), 0), spec))[None])
     assert logits.shape == (1, 8) and torch.isfinite(logits).all()

@@ -4,7 +4,8 @@
 
 writes ``OUT/speech.pt`` (state dict, model config, labels, :class:`LogMelSpec`; read it with
 :func:`models.speech.load_speech`) and ``OUT/speech.card.json`` (a :class:`models.card.ModelCard`:
-labels, input, preprocessing, data, split, licence, validation and test metrics). Unless
+labels, input, preprocessing, data, split, licence, validation and test metrics), and the test
+report ``OUT/speech.test.json`` with its confusion matrix ``OUT/speech.confusion.png``. Unless
 ``--no-baseline``, the MFCC-statistics MLP baseline is trained on the same split and windows, and
 its test metrics go into the card beside the CNN's.
 
@@ -56,6 +57,7 @@ from models.speech import MfccMLPConfig, SpeechCNNConfig, build, count_parameter
 from preprocessing.audio_features import LogMelSpec, MfccSpec, cut_window, log_mel, mfcc, window_offsets
 from training.metrics import format_confusion, report
 from training.ravdess import EMOTIONS_8, LICENCE, derive_split, load_audio, read_clips
+from training.report import write_report
 
 __all__ = ["Augment", "TrainConfig", "train", "train_epoch", "recalibrate_batch_norm", "main"]
 
@@ -422,6 +424,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None) -> 
         },
     )
     card.save(out / "speech.card.json")
+    write_report(test, out, "speech")
     log.info("wrote %s and %s in %.0f s", out / "speech.pt", out / "speech.card.json", time.perf_counter() - t_start)
     return card
 
