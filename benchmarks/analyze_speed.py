@@ -22,7 +22,6 @@ import tempfile
 from pathlib import Path
 
 import av
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -128,15 +127,11 @@ def main() -> None:
         detector = FaceDetector()
         analyzer = Analyzer(client, detector=detector)
         windows = list(read_windows(info, crop=FACE_CROP, detector=detector))
-        crops = np.stack([w.faces for w in windows])
-        present = np.stack([w.face_found for w in windows])
+        av_mode = MODES["av"]  # what analyze uses for a video with sound
+        batches = [analyzer.inputs(av_mode, windows[i : i + BATCH_WINDOWS]) for i in range(0, len(windows), BATCH_WINDOWS)]
 
         def infer() -> None:
-            futures = [
-                client.submit(MODES["face"].model, {"FACE_CROPS": crops[i : i + BATCH_WINDOWS], "FACE_PRESENT": present[i : i + BATCH_WINDOWS]}, ["EMOTION_PROBS"])
-                for i in range(0, len(crops), BATCH_WINDOWS)
-            ]
-            for future in futures:
+            for future in [client.submit(av_mode.model, inputs, av_mode.outputs) for inputs in batches]:
                 future.result()
 
         with tempfile.TemporaryDirectory() as out:
@@ -144,7 +139,7 @@ def main() -> None:
                 "decode every frame (naive)": median_seconds(lambda: naive_decode(minute), args.repeat),
                 "decode every frame to RGB arrays": median_seconds(lambda: decode_to_arrays(minute), args.repeat),
                 "preprocessing (windows, faces, audio)": median_seconds(lambda: list(read_windows(info, crop=FACE_CROP, detector=detector)), args.repeat),
-                f"Triton inference ({len(windows)} windows)": median_seconds(infer, args.repeat),
+                f"Triton inference, {av_mode.model} ({len(windows)} windows)": median_seconds(infer, args.repeat),
                 "analyze, timeline only (--no-video)": median_seconds(lambda: analyzer.analyze(minute, out, render=False), args.repeat),
                 "analyze, with annotated video": median_seconds(lambda: analyzer.analyze(minute, out), args.repeat),
                 f"re-encode only (libx264 {X264_OPTIONS['preset']})": median_seconds(lambda: reencode(minute, Path(out) / "copy.mp4"), args.repeat),

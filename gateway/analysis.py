@@ -248,7 +248,7 @@ class Analyzer:
         timeline = Timeline(mode.model, model.labels, model.trained, mode.name)
         pending: list[tuple[list[Window], dict[str, np.ndarray], Future]] = []
         for batch in _batches(reader, BATCH_WINDOWS):
-            inputs = self._inputs(mode, batch)
+            inputs = self.inputs(mode, batch)
             pending.append((batch, inputs, self.client.submit(mode.model, inputs, mode.outputs)))
             if progress is not None:
                 progress(Progress("windows", batch[-1].index + 1, len(reader)))
@@ -261,7 +261,7 @@ class Analyzer:
         files = {"audio": wav} if wav is not None else {}
         return Analysis(info, timeline, files)
 
-    def _inputs(self, mode: Mode, batch: list[Window]) -> dict[str, np.ndarray]:
+    def inputs(self, mode: Mode, batch: list[Window]) -> dict[str, np.ndarray]:
         """The ensemble's input tensors for a batch of windows."""
         inputs = {}
         if mode.face:
