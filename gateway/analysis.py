@@ -76,15 +76,15 @@ def choose_mode(info: RecordingInfo, requested: str | None = None) -> Mode:
     """The mode for a recording: ``requested`` if the recording has what it needs, else an
     error saying what is missing; by default the richest mode its streams allow."""
     video, audio = info.has_video, info.has_audio and not info.is_still
-    name = requested or ("av" if video and audio and not info.is_still else "face" if video else "audio")
+    name = requested or ("av" if video and audio else "face" if video else "audio")
     if name not in MODES:
         raise InputError(f"Unknown mode {name!r}; choose one of {', '.join(MODES)}.")
     mode = MODES[name]
     if info.is_still and name != "face":
         raise InputError(f"{info.path.name}: a still image has no sound; analyse it in face mode.")
-    missing = [what for what, needed, there in (("video", mode.face, video), ("audio", mode.voice, audio)) if needed and not there]
+    missing = [kind for kind, needed, there in (("video", mode.face, video), ("audio", mode.voice, audio)) if needed and not there]
     if missing:
-        other = "audio" if video is False else "face"
+        other = "face" if video else "audio"
         raise InputError(f"{info.path.name}: no {' or '.join(missing)} track for {name} mode; try --model {other}.")
     return mode
 

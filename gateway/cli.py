@@ -1,6 +1,6 @@
 """The ``emofuse`` command.
 
-    emofuse repo build [--out DIR]      write the Triton model repository (ports the face model)
+    emofuse repo build [--out DIR]      write the Triton model repository (exports the face and speech models)
     emofuse triton start                run Triton on the repository until stopped
     emofuse serve                       build if needed, start Triton, analyse a sample, keep serving
     emofuse analyze FILE [--json]       analyse a video, sound file or image (starts Triton unless TRITON_URL is set)
@@ -59,7 +59,8 @@ def triton_url(args: argparse.Namespace) -> Iterator[str]:
 def cmd_repo_build(args: argparse.Namespace) -> int:
     from export.build import build_default_repository
 
-    path = build_default_repository(args.out)
+    weights = {"face_weights": args.face} | ({"speech_weights": args.speech} if args.speech else {})
+    path = build_default_repository(args.out, **weights)
     print(f"Model repository written to {path}")
     return 0
 
@@ -171,6 +172,8 @@ def parser() -> argparse.ArgumentParser:
     repo = commands.add_parser("repo", help="the Triton model repository").add_subparsers(dest="action", required=True)
     build = repo.add_parser("build", help="write the model repository")
     build.add_argument("--out", type=Path, default=default_repository(), help="where (default: %(default)s)")
+    build.add_argument("--face", type=Path, help="serve this `emofuse train face` output instead of the FER-2013 model")
+    build.add_argument("--speech", type=Path, help="serve this `emofuse train audio` output instead of the shipped speech model")
     build.set_defaults(run=cmd_repo_build)
 
     triton = commands.add_parser("triton", help="the Triton server").add_subparsers(dest="action", required=True)

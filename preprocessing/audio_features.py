@@ -32,6 +32,8 @@ import librosa
 import numpy as np
 import scipy.fft
 
+from .windows import WindowSpec
+
 __all__ = [
     "SAMPLE_RATE",
     "WINDOW_S",
@@ -47,9 +49,9 @@ __all__ = [
     "cut_window",
 ]
 
-SAMPLE_RATE = 22_050  #: Hz, the rate of every window
-WINDOW_S = 3.6  #: seconds per analysis window
-WINDOW_SAMPLES = 79_380  #: round(WINDOW_S * SAMPLE_RATE)
+SAMPLE_RATE = WindowSpec.audio_rate  #: Hz, the rate of every window: 22,050
+WINDOW_S = WindowSpec.length_s  #: seconds per analysis window: 3.6
+WINDOW_SAMPLES = WindowSpec().samples  #: 79,380
 HOP_LENGTH = 512  #: samples between frames (librosa's default): 23.2 ms
 N_FRAMES = 1 + WINDOW_SAMPLES // HOP_LENGTH  #: 156 centred frames per window
 

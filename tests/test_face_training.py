@@ -47,8 +47,14 @@ def train(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
 
 
-def test_fine_tuning_recognises_unseen_people(faces, tmp_path) -> None:
-    run = train("--data", str(faces), "--out", str(tmp_path), "--epochs", "8", "--synthetic")
+@pytest.fixture(scope="module")
+def fine_tuned(faces, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path_factory.mktemp("face-model")
+    return train("--data", str(faces), "--out", str(out), "--epochs", "8", "--synthetic"), out
+
+
+def test_fine_tuning_recognises_unseen_people(fine_tuned) -> None:
+    run, tmp_path = fine_tuned
     assert run.returncode == 0, run.stderr
     figures = json.loads(run.stdout.splitlines()[-1])
     assert figures["test_accuracy"] > 0.7, f"chance is 1/3: {figures}"
@@ -62,6 +68,22 @@ def test_fine_tuning_recognises_unseen_people(faces, tmp_path) -> None:
     assert picture is not None and picture.shape[0] > 200
     checkpoint = torch.load(tmp_path / "face.pt", weights_only=True)
     assert checkpoint["labels"] == list(CLASSES)
+
+
+def test_a_trained_model_can_be_tried_at_once(fine_tuned, face_video, tmp_path) -> None:
+    """Built into a repository of its own and served: marked untrained, as synthetic data made it."""
+    _, weights = fine_tuned
+    repo = tmp_path / "repo"
+    cli = [sys.executable, "-m", "gateway.cli"]
+    build = subprocess.run([*cli, "repo", "build", "--out", str(repo), "--face", str(weights)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr
+    assert (repo / "emotion_face" / "labels.txt").read_text().split() == list(CLASSES)
+    options = ["--repository", str(repo), "--model", "face", "--json", "--no-video", "--out", str(tmp_path / "out")]
+    run = subprocess.run([*cli, "analyze", str(face_video), *options], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["labels"] == list(CLASSES) and result["weights"] == "untrained" and result["verdict"] is None
+    assert {w["status"] for w in result["windows"]} == {"untrained"}
 
 
 def test_same_seed_same_weights(faces, tmp_path) -> None:
