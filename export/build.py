@@ -133,7 +133,7 @@ def av_fusion_card(face: ModelCard, speech: ModelCard) -> ModelCard:
             "validation accuracy; a model with no face or no voice to judge weighs nothing in that window"
         ),
         data=f"no audio-video training data; {face.name}: {face.data}; {speech.name}: {speech.data}",
-        licence=f"the stricter of its parts: {speech.licence}",
+        licence=f"those of its parts: {face.name}: {face.licence}; {speech.name}: {speech.licence}",
         metrics={
             "weights": {
                 face.name: round(face.metrics["validation_accuracy"] / total, 4),
