@@ -35,12 +35,12 @@ import numpy as np
 
 from preprocessing.audio_features import SAMPLE_RATE, WINDOW_S, WINDOW_SAMPLES, mfcc
 from preprocessing.faces import CropSpec
-from preprocessing.windows import Window
+from preprocessing.windows import Window, WindowSpec
 from training.av import AVWindows
 
 __all__ = ["SyntheticSpec", "synthetic_window", "make_dataset"]
 
-N_FRAMES = 15  # frames per window (preprocessing.windows.WindowSpec.frames)
+N_FRAMES = WindowSpec.frames  # 15 frames per window
 _CANVAS = 128  # faces are drawn at this size (or the crop's, if larger) and resized to the crop
 
 # Face prototypes: mouth curve (+ smile, - frown), mouth opening (0..1), brow tilt (+ inner ends
