@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .progress import batches
+
 __all__ = ["Epoch", "FitConfig", "fit", "predict_proba"]
 
 log = logging.getLogger(__name__)
@@ -110,7 +112,8 @@ def fit(
         model.train()
         total, correct, seen = 0.0, 0, 0
         order = rng.permutation(len(y_train))
-        for s in range(0, len(order), cfg.batch_size):
+        starts = range(0, len(order), cfg.batch_size)
+        for s in batches(starts, len(starts)):
             idx = order[s : s + cfg.batch_size]
             if len(idx) < 2:
                 continue  # batch norm needs two examples

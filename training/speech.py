@@ -56,6 +56,7 @@ from models.card import ModelCard
 from models.speech import MfccMLPConfig, SpeechCNNConfig, build, count_parameters, speech_card
 from preprocessing.audio_features import LogMelSpec, MfccSpec, cut_window, log_mel, mfcc, window_offsets
 from training.metrics import format_confusion, report
+from training.progress import batches
 from training.ravdess import EMOTIONS_8, LICENCE, derive_split, load_audio, read_clips
 from training.report import write_report
 
@@ -209,7 +210,8 @@ def train_epoch(
     order = rng.permutation(len(train_audio))
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
-    for s in range(0, len(order), cfg.batch_size):
+    starts = range(0, len(order), cfg.batch_size)
+    for s in batches(starts, len(starts)):
         batch = order[s : s + cfg.batch_size]
         if len(batch) < 2:
             continue  # batch norm needs two examples
