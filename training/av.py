@@ -41,6 +41,7 @@ from preprocessing.windows import WindowSpec
 from training.loop import Batch, Epoch, FitConfig, as_tensors, predict_proba
 from training.loop import fit as fit_loop
 from training.metrics import format_confusion, report
+from training.ravdess import EMOTIONS_5, EMOTIONS_8
 from training.report import write_report
 
 __all__ = ["AVWindows", "TrainConfig", "speaker_split", "predict", "fit", "condition_report", "train",
@@ -48,9 +49,6 @@ __all__ = ["AVWindows", "TrainConfig", "speaker_split", "predict", "fit", "condi
 
 log = logging.getLogger("training.av")
 
-#: Label sets: RAVDESS's eight emotions, or the five the paper's reduced task keeps.
-EMOTIONS_8 = RAVDESS
-EMOTIONS_5 = RAVDESS[:5]  # neutral, calm, happy, sad, angry
 #: Test conditions: which modalities the model is given (on top of what each window has).
 CONDITIONS = {"audio_video": (True, True), "face_only": (True, False), "audio_only": (False, True)}
 

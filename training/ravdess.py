@@ -50,6 +50,7 @@ from preprocessing.audio_features import SAMPLE_RATE
 
 __all__ = [
     "EMOTIONS",
+    "EMOTIONS_5",
     "EMOTIONS_8",
     "LICENCE",
     "Clip",
@@ -66,6 +67,8 @@ log = logging.getLogger(__name__)
 
 #: The 8-class label set, in the models' output order (class index = emotion code - 1).
 EMOTIONS_8 = RAVDESS
+#: The 5 classes of the original system's trials: neutral, calm, happy, sad, angry.
+EMOTIONS_5 = RAVDESS[:5]
 #: Emotion code (file name field 3) -> name, as the RAVDESS documentation numbers them.
 EMOTIONS = dict(enumerate(EMOTIONS_8, start=1))
 LICENCE = (

@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from models.card import ModelCard
 from models.speech import MfccMLPConfig, SpeechCNNConfig, build, count_parameters, speech_card
 from preprocessing.audio_features import LogMelSpec, MfccSpec, cut_window, log_mel, mfcc, window_offsets
+from training.loop import predict_proba
 from training.metrics import format_confusion, report
 from training.progress import batches
 from training.ravdess import EMOTIONS_8, LICENCE, derive_split, load_audio, read_clips
@@ -152,13 +153,6 @@ def spec_augment(x: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.T
 
 # ---------------------------------------------------------------------------------------------
 # Training
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, x: np.ndarray, batch: int = 256) -> np.ndarray:
-    """Softmax probabilities of inputs (n, rows, frames): (n, n_classes)."""
-    model.eval()
-    return torch.cat([F.softmax(model(torch.from_numpy(x[i : i + batch])), dim=1) for i in range(0, len(x), batch)]).numpy()
 
 
 @torch.no_grad()
@@ -283,7 +277,7 @@ def fit(
             group["lr"] = lr * _lr_factor(epoch, cfg, epochs)
         train_loss, train_acc = train_epoch(model, opt, kind, train_audio, y_train, cfg, aug, rng, gen)
         recalibrate_batch_norm(model, x_clean)
-        probs = predict(model, x_val)
+        probs = predict_proba(model, (x_val,))
         val_loss = float(F.nll_loss(torch.log(torch.from_numpy(probs) + 1e-9), y_val_rows))
         val_acc = float(np.mean(probs.reshape(len(y_val), cfg.eval_crops, -1).mean(axis=1).argmax(1) == y_val))
         row = {
@@ -316,7 +310,7 @@ def evaluate(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, n_crops: int)
 
     ``x`` holds the features of each clip's evenly spread windows, clip by clip (n * n_crops, rows, 156).
     """
-    probs = predict(model, x).reshape(len(y), n_crops, -1)
+    probs = predict_proba(model, (x,)).reshape(len(y), n_crops, -1)
     single = report(np.repeat(y, n_crops), probs.reshape(len(y) * n_crops, -1).argmax(1), EMOTIONS_8)
     return {
         **report(y, probs.mean(axis=1).argmax(1), EMOTIONS_8),
