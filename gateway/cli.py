@@ -144,7 +144,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-TRAINERS = {"audio": "training.speech", "av": "training.av", "face": "training.face"}  # kind -> module with main(argv)
+TRAINERS = {
+    "audio": "training.speech",
+    "av": "training.av",
+    "eeg": "training.eeg",
+    "face": "training.face",
+    "fusion": "training.fusion",
+}  # kind -> module with main(argv)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -203,7 +209,10 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument(
         "kind",
         choices=sorted(TRAINERS),
-        help="audio: speech model (RAVDESS); av: audio-video model; face: fine-tune the face model on a folder",
+        help=(
+            "audio: speech model (RAVDESS); av: audio-video model; eeg: EEG model; face: fine-tune the face model on a folder; "
+            "fusion: trial fusions (WAVER, XGBoost, CNN)"
+        ),
     )
     train.add_argument("options", nargs=argparse.REMAINDER, help="the trainer's own options (--data PATH --out DIR ...)")
     train.set_defaults(run=cmd_train)
