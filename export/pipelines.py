@@ -1,223 +1,141 @@
-"""emofuse's served models, described for :func:`export.repository.build_repository`.
+"""emofuse's served pipelines, assembled from exported artefacts for :func:`export.repository.build_repository`.
 
-Three ensembles answer for one 3.6 s window each (a request carries a batch of windows):
+Five ensembles; a request carries a batch of windows (or of trials, for ``emotion_av_eeg``):
 
-============== ======================================= =========================================
-ensemble       inputs per window                       outputs per window
-============== ======================================= =========================================
-emotion_face   FACE_CROPS uint8 (frames, 64, 64),      EMOTION_PROBS (7, FER-2013 labels),
-               FACE_PRESENT bool (frames,)             FACES_USED (1,)
-emotion_speech LOG_MEL fp32 (64, 156),                 EMOTION_PROBS (8, RAVDESS labels)
-               VOICE_PRESENT bool (1,)
-emotion_av     all four of the above                   EMOTION_PROBS (7, shared labels),
-                                                       MODEL_WEIGHTS (2: face, speech), FACES_USED
-============== ======================================= =========================================
+==================== ============================================= ==============================================
+ensemble             inputs per item                               outputs per item
+==================== ============================================= ==============================================
+emotion_face         FACE_CROPS uint8 (frames, 64, 64),            EMOTION_PROBS (7, FER-2013 labels),
+                     FACE_PRESENT bool (frames,)                   FACES_USED int32 (1,)
+emotion_speech       LOG_MEL fp32 (64, 156), VOICE_PRESENT (1,)    EMOTION_PROBS (8, RAVDESS labels)
+emotion_av           the four above                                EMOTION_PROBS (7, shared labels),
+                                                                   MODEL_WEIGHTS (2: face, speech), FACES_USED
+emotion_av_attention FACE_CROPS, FACE_PRESENT (15 frames),         EMOTION_PROBS (the AV model's labels),
+                     MFCC fp32 (10, 156), AUDIO_PRESENT bool (1,)  MODALITIES_USED bool (2: face, audio)
+emotion_av_eeg       a trial: FACE_CROPS (6, 15, 64, 64),          TRIAL_PROBS (fusion CNN), WAVER_PROBS,
+                     FACE_PRESENT (6, 15), MFCC (6, 10, 156),      AV_WINDOW_PROBS (6, classes),
+                     AUDIO_PRESENT (6, 1), EEG fp32 (4, ch, n),    EEG_WINDOW_PROBS (4, classes),
+                     EEG_PRESENT bool (1,)                         MODALITIES_USED bool (2: av, eeg)
+==================== ============================================= ==============================================
 
-Probabilities are all zero for a window whose model had nothing to judge (no face, no voice).
-Every config carries the card's ``labels``, ``weights`` ("real", "synthetic", "none") and ``model``
-as parameters, so a client can label outputs, and withhold untrained ones, from the config alone;
-those taking ``LOG_MEL`` also carry ``log_mel``, the settings to compute it with
-(``name=value;...``, :class:`preprocessing.audio_features.LogMelSpec`).
+Probabilities are all zero where a model had nothing to judge (no face, no voice, no EEG).
+Every config carries its card's ``labels``, ``weights`` ("real", "synthetic", "none") and
+``model`` as parameters, so a client labels outputs, and withholds untrained ones, from the
+config alone. They also carry the settings to make their inputs with (``crop``, ``log_mel``,
+``mfcc``, ``eeg``: ``name=value;...``; ``channels``: the EEG channels in order).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from models.card import ModelCard
-from models.emotions import to_shared
 
-from .repository import Ensemble, PythonModel, Step, Tensor
+from .artefact import Artefact
+from .repository import Ensemble, GraphModel, Step, Tensor
 
-__all__ = ["av_models", "face_models", "speech_models"]
+__all__ = ["Artefacts", "card_parameters", "pipelines"]
 
-VOICE_PRESENT = Tensor("VOICE_PRESENT", "BOOL", (1,))
-FACES_USED = Tensor("FACES_USED", "INT32", (1,))
+FRAMES = 15  # face crops per window: the warm-up requests' length of the frames axis
 
 
-def _card_parameters(card: ModelCard) -> tuple[tuple[str, str], ...]:
-    """What a client needs to label outputs honestly and to make inputs as the model was trained
-    on them, readable from the config over gRPC: labels, weights, name, log-mel settings."""
-    params = (("labels", ",".join(card.labels)), ("weights", card.weights), ("model", card.name))
-    if "log_mel" in card.preprocessing:
-        settings = ";".join(f"{k}={v}" for k, v in sorted(card.preprocessing["log_mel"].items()))
-        params += (("log_mel", settings),)
+def _settings(values: dict) -> str:
+    return ";".join(f"{k}={','.join(map(str, v)) if isinstance(v, list | tuple) else v}" for k, v in sorted(values.items()))
+
+
+def input_parameters(card: ModelCard) -> tuple[tuple[str, str], ...]:
+    """The settings a client makes a model's inputs with: face crops, audio features, EEG and its channels."""
+    params = tuple((key, _settings(card.preprocessing[key])) for key in ("crop", "log_mel", "mfcc", "eeg") if key in card.preprocessing)
+    if "channels" in card.preprocessing:  # EEG: the input's channels, in order
+        params += (("channels", ",".join(card.preprocessing["channels"])),)
     return params
 
 
-def _onnx_model(name: str, doc: str, inputs: Tensor, outputs: Tensor, card: ModelCard, onnx: bytes) -> PythonModel:
-    return PythonModel(
-        name=name,
-        doc=doc,
-        implementation="onnx_classifier:OnnxClassifier",
-        inputs=(inputs,),
-        outputs=(outputs,),
-        parameters=(("onnx_file", "model.onnx"), ("intra_op_threads", "0")) + _card_parameters(card),
-        card=card,
-        files=(("model.onnx", onnx),),
+def card_parameters(card: ModelCard) -> tuple[tuple[str, str], ...]:
+    """What a client needs to label outputs honestly and to make inputs as the model was trained
+    on them, readable from the config over gRPC: labels, weights, name, input settings."""
+    return (("labels", ",".join(card.labels)), ("weights", card.weights), ("model", card.name)) + input_parameters(card)
+
+
+def _ensemble_outputs(model: GraphModel, labelled: Sequence[str]) -> tuple[Tensor, ...]:
+    return tuple(Tensor(t.name, t.dtype, t.dims, labels=t.name in labelled) for t in model.artefact.outputs)
+
+
+# One ONNX Runtime thread per model: an ensemble's models run at once, and several requests at once,
+# so Triton keeps the cores busy; wider, spinning pools fight over them (measured on 2 cores:
+# emotion_av 98 windows/s with ONNX Runtime's default threads, 154 with one; benchmarks/triton_throughput.py).
+THREADS = (("intra_op_thread_count", "1"),)
+
+
+def _graph(name: str, doc: str, artefact: Artefact, *, glue: bool = False, labelled: Sequence[str] = (), frames: int = 0) -> GraphModel:
+    """A model of the repository; glue is cheap, so batching would only add latency to it."""
+    warmup = {t.name: tuple(frames if d == -1 else d for d in t.dims) for t in artefact.inputs if -1 in t.dims}
+    return GraphModel(
+        name=name, doc=doc, artefact=artefact, network=not glue, labelled=tuple(labelled), warmup=warmup,
+        max_queue_delay_us=0 if glue else 2000, parameters=THREADS + card_parameters(artefact.card),
+    )  # fmt: skip
+
+
+def _step(model: GraphModel, renamed: dict[str, str] | None = None) -> Step:
+    """A step whose tensors keep their names in the ensemble, except those ``renamed``."""
+    renamed = renamed or {}
+    return Step(
+        model.name,
+        tuple((t.name, renamed.get(t.name, t.name)) for t in model.artefact.inputs),
+        tuple((t.name, renamed.get(t.name, t.name)) for t in model.artefact.outputs),
     )
 
 
-def _face_crops(card: ModelCard) -> tuple[Tensor, Tensor]:
-    size = card.inputs["FACE_CROPS"]["shape"][-1]
-    return Tensor("FACE_CROPS", "UINT8", (-1, size, size)), Tensor("FACE_PRESENT", "BOOL", (-1,))
+class Artefacts:
+    """The exported artefacts a repository serves, by role (see :mod:`export.build`)."""
+
+    def __init__(self, **artefacts: Artefact) -> None:
+        self.__dict__.update(artefacts)
 
 
-def _log_mel(card: ModelCard) -> Tensor:
-    return Tensor("LOG_MEL", "FP32", tuple(card.inputs["LOG_MEL"]["shape"]))
+def pipelines(a: Artefacts, av_fusion: ModelCard) -> list[GraphModel | Ensemble]:
+    """Every model and ensemble of the repository.
 
-
-def _face_steps(probs: str) -> tuple[Step, Step]:
-    """The face model on every crop, then the window pool; its probabilities go to ``probs``."""
-    return (
-        Step("face_expression", (("FACE_CROPS", "FACE_CROPS"),), (("CROP_LOGITS", "crop_logits"),)),
-        Step(
-            "face_window_pool",
-            (("CROP_LOGITS", "crop_logits"), ("FACE_PRESENT", "FACE_PRESENT")),
-            (("EMOTION_PROBS", probs), ("FACES_USED", "FACES_USED")),
-        ),
-    )
-
-
-SPEECH_STEP = Step("speech_emotion", (("LOG_MEL", "LOG_MEL"),), (("SPEECH_LOGITS", "speech_logits"),))
-
-
-def face_models(onnx: bytes, card: ModelCard) -> list[PythonModel | Ensemble]:
-    """The face pipeline: crops of each window's frames -> that window's probabilities.
-
-    Parameters
-    ----------
-    onnx : bytes
-        The exported mini-Xception: input ``pixels`` uint8 (n, 64, 64), output ``logits`` (n, 7).
-    card : ModelCard
-        Its card; labels and weights travel into the configs.
+    ``a`` holds the artefacts: networks ``face`` (per frame, folded over frames), ``speech``,
+    ``av`` (per window), ``av_trial`` and ``eeg_trial`` (folded over a trial's windows); glue
+    ``face_pool``, ``speech_gate``, ``late_fusion``, ``av_gate`` and ``trial_fusion``.
+    ``av_fusion``: the card of the late fusion (``emotion_av``).
     """
-    classes = len(card.labels)
-    crops, present = _face_crops(card)
-    probs = Tensor("EMOTION_PROBS", "FP32", (classes,), labels=True)
-    return [
-        _onnx_model(
-            "face_expression",
-            "Facial expression of grey 64x64 face crops: mini-Xception (FER-2013) in ONNX Runtime.",
-            crops,
-            Tensor("CROP_LOGITS", "FP32", (-1, classes), labels=True),
-            card,
-            onnx,
-        ),
-        PythonModel(
-            name="face_window_pool",
-            doc="Average the softmax of a window's frames that show a face.",
-            implementation="window_pool:WindowPool",
-            inputs=(Tensor("CROP_LOGITS", "FP32", (-1, classes)), present),
-            outputs=(probs, FACES_USED),
-            max_queue_delay_us=0,  # cheap: batching would only add latency
-            card=card,
-        ),
-        Ensemble(
-            name="emotion_face",
-            inputs=(crops, present),
-            outputs=(probs, FACES_USED),
-            steps=_face_steps("EMOTION_PROBS"),
-            parameters=_card_parameters(card),
-            card=card,
-        ),
-    ]
+    face = _graph("face_expression", "Facial expression of each grey 64x64 face crop of a window: mini-Xception.", a.face,
+                  labelled=["CROP_LOGITS"], frames=FRAMES)  # fmt: skip
+    pool = _graph("face_window_pool", "Mean softmax over a window's frames with a face.", a.face_pool, glue=True, frames=FRAMES)
+    speech = _graph("speech_emotion", "Emotion in the voice of a 3.6 s window: speech CNN on log-mel.", a.speech, labelled=["SPEECH_LOGITS"])
+    gate = _graph("speech_gate", "Softmax of the speech logits of windows with a voice; zeros for the others.", a.speech_gate, glue=True)
+    late = _graph("av_late_fusion", "Face and speech answers of a window on shared labels, weighted by validation accuracy.",
+                  a.late_fusion, glue=True)  # fmt: skip
+    av = _graph("av_attention", "Audio-video model with intermediate attention fusion, one 3.6 s window.", a.av,
+                labelled=["AV_LOGITS"], frames=FRAMES)  # fmt: skip
+    av_gate = _graph("av_attention_gate", "Softmax of the audio-video logits; zeros for windows with neither face nor voice.",
+                     a.av_gate, glue=True)  # fmt: skip
+    av_trial = _graph("av_trial", "The audio-video model over a trial's 6 windows.", a.av_trial, frames=FRAMES)
+    eeg_trial = _graph("eeg_trial", "The EEG model over a trial's 4 windows.", a.eeg_trial)
+    fusion = _graph("trial_fusion", "Fusion CNN over a trial's 10x5 window logits, with WAVER beside it.", a.trial_fusion, glue=True)
 
-
-def speech_models(onnx: bytes, card: ModelCard) -> list[PythonModel | Ensemble]:
-    """The speech pipeline: each window's log-mel spectrogram -> its probabilities.
-
-    Parameters
-    ----------
-    onnx : bytes
-        The exported speech CNN: input ``log_mel`` float32 (n, 64, 156), output ``logits`` (n, 8).
-    card : ModelCard
-        Its card, with the ``LOG_MEL`` input.
-    """
-    classes = len(card.labels)
-    log_mel, probs = _log_mel(card), Tensor("EMOTION_PROBS", "FP32", (classes,), labels=True)
-    logits = Tensor("SPEECH_LOGITS", "FP32", (classes,), labels=True)
-    return [
-        _onnx_model(
-            "speech_emotion",
-            "Emotion in the voice of a 3.6 s window: speech CNN (RAVDESS) in ONNX Runtime.",
-            log_mel,
-            logits,
-            card,
-            onnx,
-        ),
-        PythonModel(
-            name="speech_gate",
-            doc="Softmax of the speech logits of windows with a voice; zeros for the others.",
-            implementation="speech_gate:SpeechGate",
-            inputs=(Tensor("SPEECH_LOGITS", "FP32", (classes,)), VOICE_PRESENT),
-            outputs=(probs,),
-            max_queue_delay_us=0,
-            card=card,
-        ),
-        Ensemble(
-            name="emotion_speech",
-            inputs=(log_mel, VOICE_PRESENT),
-            outputs=(probs,),
-            steps=(
-                SPEECH_STEP,
-                Step(
-                    "speech_gate",
-                    (("SPEECH_LOGITS", "speech_logits"), ("VOICE_PRESENT", "VOICE_PRESENT")),
-                    (("EMOTION_PROBS", "EMOTION_PROBS"),),
-                ),
-            ),
-            parameters=_card_parameters(card),
-            card=card,
-        ),
-    ]
-
-
-def av_models(face: ModelCard, speech: ModelCard, fusion: ModelCard) -> list[PythonModel | Ensemble]:
-    """Late fusion of the face and speech pipelines, window by window, on the shared labels.
-
-    Needs the models of :func:`face_models` and :func:`speech_models` in the same repository.
-    Each model weighs its validation accuracy (``metrics["validation_accuracy"]`` of its card);
-    a model without a face or a voice to judge in a window weighs nothing there.
-    """
-    crops, present = _face_crops(face)
-    shared = len(fusion.labels)
-    face_probs = Tensor("FACE_PROBS", "FP32", (len(face.labels),))
-    probs = Tensor("EMOTION_PROBS", "FP32", (shared,), labels=True)
-    weights = Tensor("MODEL_WEIGHTS", "FP32", (2,))
-    return [
-        PythonModel(
-            name="av_late_fusion",
-            doc="Weighted mean of the face and speech probabilities of a window, on shared labels.",
-            implementation="late_fusion:LateFusion",
-            inputs=(face_probs, FACES_USED, Tensor("SPEECH_LOGITS", "FP32", (len(speech.labels),)), VOICE_PRESENT),
-            outputs=(probs, weights),
-            max_queue_delay_us=0,
-            parameters=(
-                ("face_targets", ",".join(map(str, to_shared(face.labels)))),
-                ("speech_targets", ",".join(map(str, to_shared(speech.labels)))),
-                ("face_accuracy", str(face.metrics["validation_accuracy"])),
-                ("speech_accuracy", str(speech.metrics["validation_accuracy"])),
-            ),
-            card=fusion,
-        ),
-        Ensemble(
-            name="emotion_av",
-            inputs=(crops, present, _log_mel(speech), VOICE_PRESENT),
-            outputs=(probs, weights, FACES_USED),
-            steps=(
-                *_face_steps("face_probs"),
-                SPEECH_STEP,
-                Step(
-                    "av_late_fusion",
-                    (
-                        ("FACE_PROBS", "face_probs"),
-                        ("FACES_USED", "FACES_USED"),
-                        ("SPEECH_LOGITS", "speech_logits"),
-                        ("VOICE_PRESENT", "VOICE_PRESENT"),
-                    ),
-                    (("EMOTION_PROBS", "EMOTION_PROBS"), ("MODEL_WEIGHTS", "MODEL_WEIGHTS")),
-                ),
-            ),
-            parameters=_card_parameters(fusion),
-            card=fusion,
-        ),
-    ]
+    ensembles = [
+        Ensemble("emotion_face", "Face expression of each window: crops -> frame logits -> pooled probabilities.",
+                 face.tensors("input") + pool.tensors("input")[1:], _ensemble_outputs(pool, ["EMOTION_PROBS"]),
+                 (_step(face), _step(pool)), face.card, parameters=card_parameters(face.card)),
+        Ensemble("emotion_speech", "Emotion in the voice of each window (audio-only mode).",
+                 speech.tensors("input") + gate.tensors("input")[1:], _ensemble_outputs(gate, ["EMOTION_PROBS"]),
+                 (_step(speech), _step(gate)), speech.card, parameters=card_parameters(speech.card)),
+        Ensemble("emotion_av", "Face and voice of each window, late fusion of the face and speech models.",
+                 face.tensors("input") + pool.tensors("input")[1:] + speech.tensors("input") + gate.tensors("input")[1:],
+                 _ensemble_outputs(late, ["EMOTION_PROBS"]) + pool.tensors("output")[1:],
+                 (_step(face), _step(pool, {"EMOTION_PROBS": "FACE_PROBS"}), _step(speech), _step(late)),
+                 av_fusion, parameters=card_parameters(av_fusion)),
+        Ensemble("emotion_av_attention", "Face and voice of each window through the audio-video attention model.",
+                 av.tensors("input"), _ensemble_outputs(av_gate, ["EMOTION_PROBS"]) + av.tensors("output")[1:],
+                 (_step(av), _step(av_gate)), av.card, parameters=card_parameters(av.card)),
+        Ensemble("emotion_av_eeg", "One trial: 6 audio-video and 4 EEG windows -> window probabilities and the fused verdict.",
+                 av_trial.tensors("input") + eeg_trial.tensors("input") + fusion.tensors("input")[3:],
+                 _ensemble_outputs(fusion, ["TRIAL_PROBS", "WAVER_PROBS"]),
+                 (_step(av_trial, {"MODALITIES_USED": "AV_USED"}), _step(eeg_trial), _step(fusion)),
+                 fusion.card, max_batch_size=4,
+                 parameters=card_parameters(fusion.card) + input_parameters(av_trial.card) + input_parameters(eeg_trial.card)),
+    ]  # fmt: skip
+    return [face, pool, speech, gate, late, av, av_gate, av_trial, eeg_trial, fusion, *ensembles]

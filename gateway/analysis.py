@@ -26,11 +26,12 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from preprocessing.audio_features import LogMelSpec, log_mel
+from preprocessing.audio_features import SAMPLE_RATE, LogMelSpec, MfccSpec, log_mel
+from preprocessing.av_inputs import av_arrays
 from preprocessing.errors import RecordingError
 from preprocessing.faces import CropSpec, FaceBox, FaceDetector, crop_face, whole_image_crop
 from preprocessing.recording import RecordingInfo, probe, read_still
@@ -45,6 +46,7 @@ from .triton_client import EmotionClient, ModelInfo
 __all__ = ["Analysis", "Analyzer", "MODES", "Mode", "Progress", "choose_mode"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FACE_CROP = CropSpec(size=64, grey=True)  # what the mini-Xception was trained on (FER-2013)
 BATCH_WINDOWS = 8  # windows per request: small enough to overlap decoding with inference
@@ -57,11 +59,14 @@ class Mode:
     name: str
     model: str  # the ensemble in the repository
     face: bool  # sends each window's face crops
-    voice: bool  # sends each window's log-mel spectrogram
+    voice: bool  # sends each window's voice, as a log-mel spectrogram (or MFCCs: ``mfcc``)
     sources: tuple[str, ...]  # the models whose answers it reports, in MODEL_WEIGHTS order
+    mfcc: bool = False  # the audio-video attention model takes MFCCs and says which modalities it used
 
     @property
     def outputs(self) -> list[str]:
+        if self.mfcc:
+            return ["EMOTION_PROBS", "MODALITIES_USED"]
         return ["EMOTION_PROBS"] + ["FACES_USED"] * self.face + ["MODEL_WEIGHTS"] * (self.face and self.voice)
 
 
@@ -69,6 +74,8 @@ MODES = {
     "face": Mode("face", "emotion_face", face=True, voice=False, sources=("face_expression",)),
     "audio": Mode("audio", "emotion_speech", face=False, voice=True, sources=("speech_emotion",)),
     "av": Mode("av", "emotion_av", face=True, voice=True, sources=("face_expression", "speech_emotion")),
+    # Never chosen by default: until it has real weights it is served, and shown, as untrained.
+    "attention": Mode("attention", "emotion_av_attention", face=True, voice=True, sources=("av_attention",), mfcc=True),
 }
 
 
@@ -268,9 +275,14 @@ class Analyzer:
             inputs["FACE_CROPS"] = np.stack([w.faces for w in batch])  # (B, frames, 64, 64) uint8
             inputs["FACE_PRESENT"] = np.stack([w.face_found for w in batch])  # (B, frames) bool
         if mode.voice:
-            audio = np.stack([w.audio for w in batch])  # (B, samples) float32
-            inputs["LOG_MEL"] = log_mel(audio, log_mel_spec(self.client.model(mode.model)))  # (B, 64, 156) float32
-            inputs["VOICE_PRESENT"] = np.array([[voice_present(a, self.spec.audio_rate)] for a in audio])  # (B, 1) bool
+            model = self.client.model(mode.model)
+            if mode.mfcc:  # as the attention model was trained: AUDIO_PRESENT says whether the window has audio at all
+                arrays = av_arrays(batch, spec=feature_spec(model, "mfcc", MfccSpec))
+                inputs["MFCC"], inputs["AUDIO_PRESENT"] = arrays["mfcc"], arrays["audio_present"][:, None]  # (B, 10, 156), (B, 1)
+            else:
+                audio = np.stack([w.audio for w in batch])  # (B, samples) float32
+                inputs["LOG_MEL"] = log_mel(audio, feature_spec(model, "log_mel", LogMelSpec))  # (B, 64, 156) float32
+                inputs["VOICE_PRESENT"] = np.array([[voice_present(a, self.spec.audio_rate)] for a in audio])  # (B, 1) bool
         return inputs
 
     def _detect_in_still(self, rgb: np.ndarray) -> list[FaceBox]:
@@ -312,29 +324,35 @@ class Analyzer:
         return analysis
 
 
-def log_mel_spec(model: ModelInfo) -> LogMelSpec:
-    """The log-mel settings a served model was trained with, from its config's ``log_mel``."""
-    text = model.parameters.get("log_mel")
+def feature_spec(model: ModelInfo, key: str, kind: type[T]) -> T:
+    """The audio-feature settings (``log_mel`` or ``mfcc``) a served model was trained with, from its config."""
+    text = model.parameters.get(key)
     if not text:
-        raise ModelError(f"Model {model.name} states no log_mel settings in its config; rebuild the repository.")
-    defaults = LogMelSpec()
+        raise ModelError(f"Model {model.name} states no {key} settings in its config; rebuild the repository.")
+    defaults = kind()
     try:
         values = dict(item.split("=", 1) for item in text.split(";"))
-        return LogMelSpec(**{name: type(getattr(defaults, name))(value) for name, value in values.items()})
+        return kind(**{name: type(getattr(defaults, name))(value) for name, value in values.items()})
     except (TypeError, ValueError) as err:
-        raise ModelError(f"Model {model.name} has unreadable log_mel settings {text!r}: {err}") from err
+        raise ModelError(f"Model {model.name} has unreadable {key} settings {text!r}: {err}") from err
 
 
 def _window_result(
     window: Window, mode: Mode, trained: bool, inputs: dict[str, np.ndarray], result: dict[str, np.ndarray], i: int
 ) -> WindowResult:
     """The result of batch item ``i`` of one ensemble request."""
-    faces = int(result["FACES_USED"][i, 0]) if mode.face else 0
-    voice = bool(inputs["VOICE_PRESENT"][i, 0]) if mode.voice else None
-    if "MODEL_WEIGHTS" in result:
-        weights = {source: round(float(w), 4) for source, w in zip(mode.sources, result["MODEL_WEIGHTS"][i])}
+    if mode.mfcc:  # one model over both modalities, which says which it used
+        used = result["MODALITIES_USED"][i]  # [face, voice]
+        faces = int(inputs["FACE_PRESENT"][i].sum()) if used[0] else 0
+        voice = window.audio is not None and voice_present(window.audio, SAMPLE_RATE)
+        weights = {mode.sources[0]: 1.0 if used.any() else 0.0}
     else:
-        weights = {mode.sources[0]: 1.0 if (faces > 0 if mode.face else voice) else 0.0}
+        faces = int(result["FACES_USED"][i, 0]) if mode.face else 0
+        voice = bool(inputs["VOICE_PRESENT"][i, 0]) if mode.voice else None
+        if "MODEL_WEIGHTS" in result:
+            weights = {source: round(float(w), 4) for source, w in zip(mode.sources, result["MODEL_WEIGHTS"][i])}
+        else:
+            weights = {mode.sources[0]: 1.0 if (faces > 0 if mode.face else voice) else 0.0}
     if not any(weights.values()):
         status, probs = _NOTHING[mode.name], None
     elif not trained:
@@ -345,7 +363,7 @@ def _window_result(
     return WindowResult(window.index, window.start_s, window.end_s, status, probs, faces, frames, voice, weights)
 
 
-_NOTHING = {"face": "no_face", "audio": "no_voice", "av": "no_face_or_voice"}
+_NOTHING = {"face": "no_face", "audio": "no_voice", "av": "no_face_or_voice", "attention": "no_face_or_voice"}
 
 
 def _nothing_to_judge(info: RecordingInfo, mode: Mode, windows: int) -> NothingToJudge:

@@ -1,10 +1,12 @@
 """The ``emofuse`` command.
 
-    emofuse repo build [--out DIR]      write the Triton model repository (exports the face and speech models)
+    emofuse repo build [--out DIR]      write the Triton model repository (exports every model, checked)
+    emofuse export CHECKPOINT --out DIR  one trained model to ONNX and TorchScript, checked against PyTorch
     emofuse triton start                run Triton on the repository until stopped
     emofuse serve                       build if needed, start Triton, analyse a sample, keep serving
     emofuse analyze FILE [--json]       analyse a video, sound file or image (starts Triton unless TRITON_URL is set)
-    emofuse train audio|av|face --data PATH  train a model (options: emofuse train KIND --help)
+    emofuse batch DIR --out FILE.jsonl  analyse every recording under DIR, one JSON line each; reruns skip what is done
+    emofuse train audio|av|eeg|face|fusion --data PATH  train a model (options: emofuse train KIND --help)
     emofuse sample FILE                 write a sample video to try
 
 Settings from the environment: ``TRITON_URL`` (host:port of an external Triton's gRPC endpoint;
@@ -57,11 +59,31 @@ def triton_url(args: argparse.Namespace) -> Iterator[str]:
 
 
 def cmd_repo_build(args: argparse.Namespace) -> int:
-    from export.build import build_default_repository
+    from export.build import Checkpoints, build_default_repository
+    from export.tensorrt import TensorRTUnavailable
 
-    weights = {"face_weights": args.face} | ({"speech_weights": args.speech} if args.speech else {})
-    path = build_default_repository(args.out, **weights)
-    print(f"Model repository written to {path}")
+    given = {k: getattr(args, k) for k in ("face", "speech", "av", "eeg", "fusion") if getattr(args, k) is not None}
+    try:
+        path = build_default_repository(args.out, Checkpoints(**given), runtime=args.runtime, gpu=args.gpu, tensorrt=args.tensorrt)
+    except (FileNotFoundError, ValueError, TensorRTUnavailable) as err:
+        raise InputError(str(err)) from err
+    print(f"Model repository written to {path} ({args.runtime} runtime{', GPU' if args.gpu else ''})")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from export.build import export_checkpoint
+    from export.tensorrt import TensorRTUnavailable
+
+    try:
+        artefact = export_checkpoint(args.checkpoint, tensorrt=args.tensorrt)
+    except (FileNotFoundError, ValueError, TensorRTUnavailable) as err:  # no checkpoint or card, or no TensorRT here
+        raise InputError(str(err)) from err
+    folder = artefact.save(args.out)
+    for fmt, figures in artefact.parity.items():
+        print(f"{fmt}: largest difference from PyTorch {figures['max_abs_diff']:.2e} (tolerance {figures['tolerance']:g}), "
+              f"same top class on {figures['argmax_agreement']:.0%} of {figures['on']}")  # fmt: skip
+    print(f"{artefact.card.name} written to {folder}: {', '.join(sorted(p.name for p in folder.iterdir()))}")
     return 0
 
 
@@ -136,6 +158,24 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+
+    _stop_on_sigterm()
+    with triton_url(args) as url:
+        summary = run_batch(
+            args.input_dir,
+            url,
+            args.out,
+            workers=args.workers,
+            in_flight=args.in_flight,
+            mode=args.model,
+            render=not args.no_video,
+            files=args.files,
+        )
+    return EXIT_INPUT if summary.failed else 0
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from preprocessing.synthesis import SampleSpec, write_sample_video
 
@@ -178,9 +218,21 @@ def parser() -> argparse.ArgumentParser:
     repo = commands.add_parser("repo", help="the Triton model repository").add_subparsers(dest="action", required=True)
     build = repo.add_parser("build", help="write the model repository")
     build.add_argument("--out", type=Path, default=default_repository(), help="where (default: %(default)s)")
-    build.add_argument("--face", type=Path, help="serve this `emofuse train face` output instead of the FER-2013 model")
-    build.add_argument("--speech", type=Path, help="serve this `emofuse train audio` output instead of the shipped speech model")
+    for kind, what in (("face", "`emofuse train face` output (default: the FER-2013 port)"), ("speech", "`emofuse train audio` output"),
+                       ("av", "`emofuse train av` output"), ("eeg", "`emofuse train eeg` output"), ("fusion", "`emofuse train fusion` output")):
+        build.add_argument(f"--{kind}", type=Path, help=f"serve this {what} instead of the shipped model")  # fmt: skip
+    build.add_argument("--runtime", choices=("python", "native"), default="python",
+                       help="python: the Triton of the nvidia-pytriton wheel (Python backend); native: a standard Triton "
+                            "(ONNX Runtime / TensorRT backends, no Python)")  # fmt: skip
+    build.add_argument("--gpu", action="store_true", help="networks get GPU instances (python runtime: TorchScript with torch)")
+    build.add_argument("--tensorrt", action="store_true", help="native runtime: serve networks as FP16 TensorRT engines (needs TensorRT)")
     build.set_defaults(run=cmd_repo_build)
+
+    export = commands.add_parser("export", help="export a trained model to ONNX and TorchScript, checked against PyTorch")
+    export.add_argument("checkpoint", type=Path, help="a folder written by `emofuse train` (the checkpoint and its card)")
+    export.add_argument("--out", type=Path, required=True, help="folder for model.onnx, model.pt, card.json, artefact.json")
+    export.add_argument("--tensorrt", action="store_true", help="also build an FP16 TensorRT engine, model.plan (needs TensorRT)")
+    export.set_defaults(run=cmd_export)
 
     triton = commands.add_parser("triton", help="the Triton server").add_subparsers(dest="action", required=True)
     start = with_ports(with_repository(triton.add_parser("start", help="run Triton until stopped")))
@@ -196,14 +248,26 @@ def parser() -> argparse.ArgumentParser:
     analyze.add_argument("--json", action="store_true", help="print the result as JSON on standard output")
     analyze.add_argument(
         "--model",
-        choices=("av", "face", "audio"),
-        help="who judges: face and voice fused, the face, or the voice (default: all the recording has)",
+        choices=("av", "face", "audio", "attention"),
+        help="who judges: face and voice fused, the face, the voice, or the audio-video attention model "
+        "(untrained until it has real weights; default: av, face or audio, all the recording has)",
     )
     analyze.add_argument("--whole-image", action="store_true", help="the image is one face crop")
     analyze.add_argument("--no-video", action="store_true", help="skip the annotated copy")
     analyze.add_argument("--hop", type=float, help="seconds between window starts (default: the window length, 3.6)")
     analyze.add_argument("--triton", help="host:port of Triton's gRPC endpoint (default: $TRITON_URL, else a local server)")
     analyze.set_defaults(run=cmd_analyze)
+
+    batch = with_repository(commands.add_parser("batch", help="analyse every recording under a folder, one JSON line each"))
+    batch.add_argument("input_dir", type=Path, help="folder searched for videos, sound files and images")
+    batch.add_argument("--out", type=Path, default=Path("emofuse-results.jsonl"), help="results, appended (default: %(default)s)")
+    batch.add_argument("--files", type=Path, help="annotated copies, audio tracks and timelines (default: OUT.files beside OUT)")
+    batch.add_argument("--workers", type=int, help="recordings analysed at once (default: one per core, at most 4)")
+    batch.add_argument("--in-flight", type=int, help="Triton requests outstanding per worker (default: 4)")
+    batch.add_argument("--model", choices=("av", "face", "audio", "attention"), help="who judges (default: all each recording has)")
+    batch.add_argument("--no-video", action="store_true", help="skip the annotated copies")
+    batch.add_argument("--triton", help="host:port of Triton's gRPC endpoint (default: $TRITON_URL, else a local server)")
+    batch.set_defaults(run=cmd_batch)
 
     train = commands.add_parser("train", help="train a model", add_help=False)
     train.add_argument(
@@ -226,7 +290,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    # Training reports every epoch: its log lines are its output.
+    verbose = args.verbose or args.command == "train"
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     try:
         return args.run(args)
     except InputError as err:

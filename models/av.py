@@ -65,15 +65,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Literal, NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.card import ModelCard
+from models.checkpoint import read_checkpoint
 from preprocessing.faces import CropSpec
 
-__all__ = ["AVConfig", "AVOutput", "AVModel", "FUSIONS", "count_parameters"]
+__all__ = ["FUSIONS", "AVConfig", "AVModel", "AVOutput", "count_parameters", "load_av"]
 
 FUSIONS = ("ia", "it", "lt")
 
@@ -445,6 +448,14 @@ class AVModel(nn.Module):
             audio = audio & ~(drop & ~drop_face)
         return frames & face[:, None], face, audio
 
+    def _normalise_mfcc(self, x: torch.Tensor) -> torch.Tensor:
+        """``mfcc_norm``; in eval mode written out with its running statistics, the same numbers,
+        so that exporters need not know the channel count of a reshaped input."""
+        bn = self.mfcc_norm
+        if self.training:
+            return bn(x)
+        return (x - bn.running_mean[:, None]) * torch.rsqrt(bn.running_var[:, None] + bn.eps)
+
     def forward(
         self,
         faces: torch.Tensor,
@@ -470,7 +481,7 @@ class AVModel(nn.Module):
         v = v * face[:, None, None]
 
         # audio branch
-        a = self.audio_stage1(self.mfcc_norm(mfcc.float() * audio[:, None, None]))  # (B, a1, Ta); Ta = 156 - 6
+        a = self.audio_stage1(self._normalise_mfcc(mfcc.float() * audio[:, None, None]))  # (B, a1, Ta); Ta = 156 - 6
         a = a * audio[:, None, None]
 
         if self.config.fusion == "lt":
@@ -498,3 +509,19 @@ class AVModel(nn.Module):
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def load_av(directory: str | Path) -> tuple[AVModel, ModelCard]:
+    """The trained model of ``directory/av.pt`` in eval mode, with its card ``av.card.json``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If either file is missing.
+    ValueError
+        If the checkpoint and the card disagree on labels.
+    """
+    ckpt, card = read_checkpoint(directory, "av", "av")
+    model = AVModel(AVConfig.from_dict({**ckpt["config"], "fer_weights": False}))  # the state dict holds them
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), card

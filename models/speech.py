@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.card import ModelCard
+from models.checkpoint import read_checkpoint
 from models.emotions import RAVDESS
 from preprocessing.audio_features import N_FRAMES, LogMelSpec
 from preprocessing.windows import WindowSpec
@@ -198,15 +199,10 @@ def load_speech(directory: str | Path = SPEECH_WEIGHTS) -> tuple[SpeechCNN, Mode
     ValueError
         If the checkpoint and the card disagree on labels or preprocessing.
     """
-    directory = Path(directory)
-    for name in ("speech.pt", "speech.card.json"):
-        if not (directory / name).is_file():
-            raise FileNotFoundError(f"{directory / name} not found; train it with `python -m training.speech --out {directory}`.")
-    ckpt = torch.load(directory / "speech.pt", map_location="cpu", weights_only=True)
-    card = ModelCard.load(directory / "speech.card.json")
+    ckpt, card = read_checkpoint(directory, "speech", "audio")
     spec = LogMelSpec(**ckpt["log_mel"])
-    if ckpt["labels"] != card.labels or card.preprocessing.get("log_mel") != spec.to_dict():
-        raise ValueError(f"{directory}: speech.pt and speech.card.json disagree on labels or log-mel settings.")
+    if card.preprocessing.get("log_mel") != spec.to_dict():
+        raise ValueError(f"{directory}: speech.pt and speech.card.json disagree on the log-mel settings.")
     model = build(ckpt["kind"], ckpt["config"])
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), card, spec

@@ -387,3 +387,4 @@ def read_windows(
     if crop is not None and detector is None:
         detector = FaceDetector()
     return WindowReader(info, spec, crop, detector, Path(wav_path) if wav_path else None)
+

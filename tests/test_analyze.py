@@ -99,6 +99,19 @@ def test_voice_answers_alone_where_the_face_is_missing(half_face_video, client, 
     assert analysis.timeline.caption(analysis.timeline.windows[1]).endswith("(voice only)")
 
 
+def test_attention_model_answers_but_is_shown_untrained(half_face_video, triton, tmp_path) -> None:
+    """The shipped audio-video attention model learnt only synthetic data: it runs, nothing is shown."""
+    run = emofuse(str(half_face_video), "--json", "--out", str(tmp_path), "--no-video", "--model", "attention", triton=triton)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert (result["mode"], result["model"], result["weights"]) == ("attention", "emotion_av_attention", "untrained")
+    assert result["labels"] == ["neutral", "calm", "happy", "sad", "angry"] and result["verdict"] is None
+    first, second = result["windows"]
+    assert first["status"] == second["status"] == "untrained" and first["label"] is None and first["probabilities"] is None
+    assert first["face_found"] and second["face_found"] is False and second["voice_found"] is True
+    assert first["models"] == second["models"] == {"av_attention": 1.0}
+
+
 def test_video_without_audio_is_analysed(silent_video, triton, tmp_path) -> None:
     run = emofuse(str(silent_video), "--json", "--out", str(tmp_path), triton=triton)
     assert run.returncode == 0, run.stderr

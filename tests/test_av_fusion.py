@@ -72,9 +72,9 @@ def test_calm_counts_as_neutral() -> None:
 
 
 def test_clients_make_log_mels_with_the_models_own_settings(client, repository) -> None:
-    from gateway.analysis import log_mel_spec
+    from gateway.analysis import feature_spec
     from preprocessing.audio_features import LogMelSpec
 
     card = json.loads((repository / "speech_emotion" / "card.json").read_text())
     for model in ("emotion_speech", "emotion_av"):
-        assert log_mel_spec(client.model(model)) == LogMelSpec(**card["preprocessing"]["log_mel"])
+        assert feature_spec(client.model(model), "log_mel", LogMelSpec) == LogMelSpec(**card["preprocessing"]["log_mel"])

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.av import FUSIONS, AVConfig, AVModel, count_parameters
+from models.av import FUSIONS, AVConfig, AVModel, count_parameters, load_av
 from preprocessing.audio_features import mfcc
 from preprocessing.faces import CropSpec
 from training.av import (
@@ -26,7 +26,6 @@ from training.av import (
     TrainConfig,
     condition_report,
     fit,
-    load_checkpoint,
     main,
     predict,
     pretrain_audio,
@@ -204,8 +203,8 @@ def test_cli_trains_on_synthetic_data_and_writes_checkpoint_and_card(tmp_path, c
     assert card["weights"] == "synthetic" and card["labels"] == ["neutral", "calm", "happy", "sad", "angry"]
     assert card["inputs"]["FACES"]["shape"] == [15, 32, 32, 3] and card["metrics"]["training"]["epochs_run"] == 2
     assert {"accuracy", "macro_f1"} <= set(card["metrics"]["test"]["audio_video"])
-    model, labels = load_checkpoint(out / "av.pt")
-    assert labels == card["labels"] and model.config.fusion == "ia" and model.config.face_size == 32
+    model, loaded = load_av(out)
+    assert loaded.labels == card["labels"] and model.config.fusion == "ia" and model.config.face_size == 32
 
 
 @pytest.fixture(scope="module")

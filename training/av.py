@@ -44,8 +44,16 @@ from training.metrics import format_confusion, report
 from training.ravdess import EMOTIONS_5, EMOTIONS_8
 from training.report import write_report
 
-__all__ = ["AVWindows", "TrainConfig", "speaker_split", "predict", "fit", "condition_report", "train",
-           "load_checkpoint", "main"]  # fmt: skip
+__all__ = [
+    "AVWindows",
+    "TrainConfig",
+    "condition_report",
+    "fit",
+    "main",
+    "predict",
+    "speaker_split",
+    "train",
+]  # fmt: skip
 
 log = logging.getLogger("training.av")
 
@@ -210,7 +218,7 @@ def pretrain_audio(model: AVModel, speech: str | Path, cfg: TrainConfig) -> dict
     return {
         "data": f"RAVDESS speech ({speech}): {len(used)} clips, 8 emotions",
         "actors": {"train": sorted(split.train), "val": sorted(split.val), "left out": sorted(split.test)},
-        "windows": int(len(labels)),
+        "windows": len(labels),
         "validation_accuracy": round(best.val_acc, 4),
         "epoch": best.epoch,
     }
@@ -318,15 +326,6 @@ def train(
         write_report(figures, out, f"av.{condition}")
     log.info("wrote %s and %s", out / "av.pt", out / "av.card.json")
     return card
-
-
-def load_checkpoint(path: str | Path) -> tuple[AVModel, list[str]]:
-    """The model of an ``av.pt`` in eval mode, and its labels."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    config = AVConfig.from_dict({**ckpt["config"], "fer_weights": False})  # the state dict holds them
-    model = AVModel(config)
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval(), ckpt["labels"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from models.emotions import RAVDESS
-from preprocessing.audio_features import MfccSpec, mfcc
+from preprocessing.av_inputs import AV_MFCC, av_arrays
 from preprocessing.errors import RecordingError
 from preprocessing.faces import CropSpec, FaceDetector
 from preprocessing.recording import probe
@@ -126,7 +126,7 @@ def _cache_key(recording: LabelledRecording, spec: WindowSpec, crop: CropSpec, d
         "window": asdict(spec),
         "crop": asdict(crop),
         "detector": repr(detector),
-        "mfcc": MfccSpec().to_dict(),
+        "mfcc": AV_MFCC.to_dict(),
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -138,13 +138,7 @@ def _windows(recording: LabelledRecording, spec: WindowSpec, crop: CropSpec, det
     if recording.audio is not None:  # a separate track, cut the same way, window by window
         track = [w.audio for w in read_windows(probe(recording.audio), spec)]
         audio = [track[i] if i < len(track) else None for i in range(len(windows))]
-    silent = np.zeros(spec.samples, np.float32)
-    return {
-        "faces": np.stack([w.faces for w in windows]),
-        "face_found": np.stack([w.face_found for w in windows]),
-        "mfcc": mfcc(np.stack([a if a is not None else silent for a in audio])).astype(np.float32),
-        "audio_present": np.array([a is not None for a in audio]),
-    }
+    return av_arrays(windows, audio)
 
 
 def load_windows(

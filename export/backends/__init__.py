@@ -1,6 +1,6 @@
-"""Implementations of the Python-backend models in the generated Triton repository.
+"""The code the generated repository's Python-backend models run (the ``python`` runtime).
 
-Each generated ``<model>/1/model.py`` only imports its ``TritonPythonModel`` from here. These
-modules run inside Triton's Python backend stub: they import ``triton_python_backend_utils``,
-numpy and ONNX Runtime, never torch.
+Each generated ``<model>/1/model.py`` only imports :class:`graph.Graph` from here. It runs inside
+Triton's Python backend stub: it imports ``triton_python_backend_utils``, numpy and ONNX Runtime,
+and torch only on GPU instances.
 """
