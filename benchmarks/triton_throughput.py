@@ -325,7 +325,7 @@ def measure(url: str, repository: Path, windows: list[Window], trial: Trial, sec
             else:
                 batches = {b: analyzer.inputs(mode, windows[:b]) for b in BATCHES}
             outputs = [t["name"] for t in config["output"]]
-            print(f"\n{name}: {shapes(batches[max(BATCHES)])} -> {', '.join(outputs)}")
+            print(f"\n{name}: {shapes(batches[max(batches)])} -> {', '.join(outputs)}")
             try:
                 pipeline = InProcessEnsemble(repository, config, configs, versions)
             except LookupError as err:

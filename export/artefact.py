@@ -38,7 +38,7 @@ from models.card import ModelCard
 
 from .repository import Tensor
 
-__all__ = ["DEFAULT_ATOL", "Artefact", "ParityError", "export_artefact"]
+__all__ = ["DEFAULT_ATOL", "OPSET", "Artefact", "ParityError", "export_artefact", "onnx_bytes", "write_atomically"]
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,11 @@ class Artefact:
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        _write(folder / "model.onnx", self.onnx)
-        _write(folder / "model.pt", self.torchscript)
+        write_atomically(folder / "model.onnx", self.onnx)
+        write_atomically(folder / "model.pt", self.torchscript)
         if self.plan is not None:
-            _write(folder / "model.plan", self.plan)
-        _write(folder / "artefact.json", json.dumps(self._io(), indent=2).encode() + b"\n")
+            write_atomically(folder / "model.plan", self.plan)
+        write_atomically(folder / "artefact.json", json.dumps(self._io(), indent=2).encode() + b"\n")
         self.card.save(folder / "card.json")
         return folder
 
@@ -103,7 +103,7 @@ class Artefact:
         )
 
 
-def _write(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """Write under a temporary name and rename, so that readers never see half a file."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "wb") as f:
@@ -122,7 +122,7 @@ def _tensor(name: str, value: torch.Tensor, dynamic: Sequence[int]) -> Tensor:
     return Tensor(name, _TRITON_TYPES[value.dtype], dims)
 
 
-def _onnx_bytes(module: nn.Module, example: Mapping[str, torch.Tensor], outputs: Sequence[str], axes: dict[str, dict[int, str]]) -> bytes:
+def onnx_bytes(module: nn.Module, example: Mapping[str, torch.Tensor], outputs: Sequence[str], axes: dict[str, dict[int, str]]) -> bytes:
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore")  # the TorchScript exporter's deprecation and tracer notes
         path = Path(tmp) / "model.onnx"
@@ -198,7 +198,7 @@ def export_artefact(
     module = module.eval()
     dynamic = dict(dynamic or {})
     axes = {name: {0: "batch", **{a: f"{name.lower()}_{a}" for a in dynamic.get(name, ())}} for name in (*example, *outputs)}
-    onnx_bytes = _onnx_bytes(module, example, outputs, axes)
+    graph = onnx_bytes(module, example, outputs, axes)
     script = _torchscript_bytes(module, example)
     probes = dict(probes or example)
     with torch.no_grad():
@@ -210,7 +210,7 @@ def export_artefact(
         scripted = [y.numpy() for y in _as_tuple(loaded(*probes.values()))]
     import onnxruntime as ort  # serving dependency; imported here so that training need not load it
 
-    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
     from_onnx = session.run(list(outputs), {k: v.numpy() for k, v in probes.items()})
     on = f"{probes_are}: {len(next(iter(probes.values())))} items"
     parity = {
@@ -224,4 +224,4 @@ def export_artefact(
     checked = {"max_abs_diff_below": atol, "argmax_agreement": 1.0, "formats": sorted(parity), "on": on}
     card = replace(card, metrics={**card.metrics, "export": {"parity": checked, "opset": OPSET}})
     log.info("exported %s: ONNX %.3g, TorchScript %.3g largest difference", card.name, parity["onnx"]["max_abs_diff"], parity["torchscript"]["max_abs_diff"])
-    return Artefact(card=card, inputs=inputs, outputs=outs, onnx=onnx_bytes, torchscript=script, parity=parity)
+    return Artefact(card=card, inputs=inputs, outputs=outs, onnx=graph, torchscript=script, parity=parity)

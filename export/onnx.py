@@ -1,12 +1,12 @@
-"""Export a PyTorch classifier to ONNX and check the file against the model it came from.
+"""One-tensor classifiers to an ONNX file, checked against the model they came from: a small
+front to :mod:`export.artefact` for benchmarks and tests of a single network.
 
     path = export_onnx(model, torch.zeros(1, 64, 64, dtype=torch.uint8), "model.onnx",
                        input_name="pixels", output_name="logits")
     report = check_parity(model, path, crops)   # crops: (n, 64, 64) uint8
     assert report.max_abs_diff < 1e-4 and report.argmax_agreement == 1.0
 
-The graph is traced with the TorchScript exporter (``dynamo=False``): the dynamo exporter needs
-onnxscript, which this project does not install. Axis 0 of the input and the output is dynamic
+The graph is traced as :func:`export.artefact.onnx_bytes` traces every served model. Axis 0 of the input and the output is dynamic
 ("batch"); every other axis is fixed by ``example_input``. The exported graph takes the input's
 dtype as it is, so a model that casts inside (``pixels.to(torch.float32)``) exports a Cast node
 and accepts uint8 directly. Exporting the same weights twice gives the same bytes.
@@ -15,16 +15,14 @@ and accepts uint8 directly. Exporting the same weights twice gives the same byte
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 from torch import nn
+
+from .artefact import OPSET, onnx_bytes, write_atomically
 
 __all__ = ["ParityReport", "check_parity", "export_onnx"]
 
@@ -38,7 +36,6 @@ def export_onnx(
     *,
     input_name: str,
     output_name: str,
-    opset: int = 17,
 ) -> Path:
     """Trace ``model`` (put in eval mode) on ``example_input`` and write it to ``path`` as ONNX.
 
@@ -53,8 +50,6 @@ def export_onnx(
         ``onnx.checker`` (shapes inferred), then renamed, so readers never see half a file.
     input_name, output_name : str
         Names of the graph's input and output.
-    opset : int
-        ONNX opset version.
 
     Returns
     -------
@@ -63,30 +58,9 @@ def export_onnx(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.eval()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            # The TorchScript exporter is deprecated in favour of dynamo, which needs onnxscript.
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            torch.onnx.export(
-                model,
-                (example_input,),
-                str(tmp),
-                dynamo=False,
-                input_names=[input_name],
-                output_names=[output_name],
-                dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
-                opset_version=opset,
-                do_constant_folding=True,
-            )
-        onnx.checker.check_model(str(tmp), full_check=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    log.info("exported %s to %s (%d bytes, opset %d)", type(model).__name__, path, path.stat().st_size, opset)
+    axes = {input_name: {0: "batch"}, output_name: {0: "batch"}}
+    write_atomically(path, onnx_bytes(model.eval(), {input_name: example_input}, [output_name], axes))
+    log.info("exported %s to %s (%d bytes, opset %d)", type(model).__name__, path, path.stat().st_size, OPSET)
     return path
 
 
