@@ -127,8 +127,8 @@ def _av(directory: Path) -> tuple[Artefact, Artefact]:
     return per_window, per_trial
 
 
-def _eeg(directory: Path) -> tuple[Artefact, Artefact]:
-    """The EEG model standardising its input, per window and folded over a trial's 4 windows:
+def _eeg(directory: Path, *, per_trial: bool) -> Artefact:
+    """The EEG model standardising its input, per window or folded over a trial's 4 windows:
     EEG (B, [4,] C, S) microvolts -> EEG_LOGITS (B, [4,] classes)."""
     model, card = load_eeg(directory)
     prep = EEGPreprocessing.from_dict(card.preprocessing)
@@ -137,12 +137,12 @@ def _eeg(directory: Path) -> tuple[Artefact, Artefact]:
     meaning = ("preprocessing.eeg.eeg_windows of the card's channels: filtered, resampled, in microvolts; the model "
                "standardises them with the card's statistics")  # fmt: skip
     card = replace(card, inputs={"EEG": {**card.inputs["EEG"], "meaning": meaning}})
+    if per_trial:
+        return export_artefact(Folded(window, [trials.shape[2:]]), {"EEG": trials[:1]}, ["EEG_LOGITS"], replace(card, name="eeg_trial"),
+                               probes={"EEG": trials}, probes_are=probes.EEG_PROBES_ARE)  # fmt: skip
     windows = trials.flatten(0, 1)
-    per_window = export_artefact(window, {"EEG": windows[:2]}, ["EEG_LOGITS"], replace(card, name="eeg"),
-                                 probes={"EEG": windows}, probes_are=probes.EEG_PROBES_ARE)  # fmt: skip
-    per_trial = export_artefact(Folded(window, [trials.shape[2:]]), {"EEG": trials[:1]}, ["EEG_LOGITS"], replace(card, name="eeg_trial"),
-                                probes={"EEG": trials}, probes_are=probes.EEG_PROBES_ARE)  # fmt: skip
-    return per_window, per_trial
+    return export_artefact(window, {"EEG": windows[:2]}, ["EEG_LOGITS"], replace(card, name="eeg"), probes={"EEG": windows},
+                           probes_are=probes.EEG_PROBES_ARE)  # fmt: skip
 
 
 def _fusions(directory: Path) -> tuple[Any, ModelCard]:
@@ -199,7 +199,7 @@ def av_fusion_card(face: ModelCard, speech: ModelCard) -> ModelCard:
 def _artefacts(ck: Checkpoints) -> tuple[Artefacts, ModelCard]:
     face, speech = _face(ck.face), _speech(ck.speech)
     av, av_trial = _av(ck.av)
-    _, eeg_trial = _eeg(ck.eeg)
+    eeg_trial = _eeg(ck.eeg, per_trial=True)
     fusions, fusion_card = _fusions(ck.fusion)
     late_card = av_fusion_card(face.card, speech.card)
     F, S, A = len(face.card.labels), len(speech.card.labels), len(av.card.labels)
@@ -259,7 +259,7 @@ def export_checkpoint(directory: str | Path, *, tensorrt: bool = False) -> Artef
     directory = Path(directory)
     if tensorrt:
         require_tensorrt()
-    kinds = {"speech.pt": _speech, "av.pt": lambda d: _av(d)[0], "eeg.pt": lambda d: _eeg(d)[0], "face.pt": _face,
+    kinds = {"speech.pt": _speech, "av.pt": lambda d: _av(d)[0], "eeg.pt": lambda d: _eeg(d, per_trial=False), "face.pt": _face,
              "fusion_cnn.pt": _fusion_cnn}  # fmt: skip
     for file, export in kinds.items():
         if (directory / file).is_file():

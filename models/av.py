@@ -512,15 +512,8 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 def load_av(directory: str | Path) -> tuple[AVModel, ModelCard]:
-    """The trained model of ``directory/av.pt`` in eval mode, with its card ``av.card.json``.
-
-    Raises
-    ------
-    FileNotFoundError
-        If either file is missing.
-    ValueError
-        If the checkpoint and the card disagree on labels.
-    """
+    """The trained model of ``directory/av.pt`` in eval mode, with its card ``av.card.json``
+    (errors as :func:`models.checkpoint.read_checkpoint`)."""
     ckpt, card = read_checkpoint(directory, "av", "av")
     model = AVModel(AVConfig.from_dict({**ckpt["config"], "fer_weights": False}))  # the state dict holds them
     model.load_state_dict(ckpt["state_dict"])
