@@ -5,11 +5,13 @@ The one call every front end shares (CLI, web jobs, batch client)::
     analyzer = Analyzer(EmotionClient("localhost:8001"))
     result = analyzer.analyze("session.mp4", out_dir="results/", progress=print)
 
-Three modes, each a Triton ensemble (see :mod:`export.pipelines`): ``face`` (the face in each
-window's 15 frames), ``audio`` (the voice of each window) and ``av`` (both, fused window by
-window; a window with only a face or only a voice is judged by that one model). By default a
-video with sound is analysed in ``av`` mode, a silent video in ``face`` mode, a sound file in
-``audio`` mode, and a photo always by its faces.
+Four modes, each a Triton ensemble (see :mod:`export.pipelines`): ``face`` (the face in each
+window's 15 frames), ``audio`` (the voice of each window), ``av`` (both, fused window by window;
+a window with only a face or only a voice is judged by that one model) and ``attention`` (both,
+through the audio-video attention model; asked for only, and shown as untrained until it has real
+weights). By default a video with sound is analysed in ``av`` mode, a silent video in ``face``
+mode, a sound file in ``audio`` mode, and a photo always by its faces. Trials with EEG are
+judged by :mod:`gateway.trials`.
 
 Data flows one way: decode -> windows -> tensors -> Triton -> timeline -> files. The models are
 reached only through Triton.
@@ -26,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -38,15 +40,14 @@ from preprocessing.recording import RecordingInfo, probe, read_still
 from preprocessing.voice import voice_present
 from preprocessing.windows import Window, WindowSpec, read_windows
 
-from ._exceptions import InputError, ModelError, NoFaceFound, NothingToJudge, NoVoiceFound
+from ._exceptions import InputError, NoFaceFound, NothingToJudge, NoVoiceFound
 from .render import render_image, render_video
 from .timeline import Timeline, WindowResult
 from .triton_client import EmotionClient, ModelInfo
 
-__all__ = ["Analysis", "Analyzer", "MODES", "Mode", "Progress", "choose_mode"]
+__all__ = ["MODES", "Analysis", "Analyzer", "Mode", "Progress", "choose_mode"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 FACE_CROP = CropSpec(size=64, grey=True)  # what the mini-Xception was trained on (FER-2013)
 BATCH_WINDOWS = 8  # windows per request: small enough to overlap decoding with inference
@@ -250,7 +251,8 @@ class Analyzer:
         self, info: RecordingInfo, mode: Mode, model: ModelInfo, staging: Path, stem: str, progress: ProgressCallback | None
     ) -> Analysis:
         wav = staging / f"{stem}.wav" if info.has_audio else None
-        crop = FACE_CROP if mode.face else None
+        # The attention model states its crops in its config; the face model takes FER-2013's.
+        crop = (model.settings("crop", CropSpec) if mode.mfcc else FACE_CROP) if mode.face else None
         reader = read_windows(info, self.spec, crop=crop, detector=self.detector if mode.face else None, wav_path=wav)
         timeline = Timeline(mode.model, model.labels, model.trained, mode.name)
         pending: list[tuple[list[Window], dict[str, np.ndarray], Future]] = []
@@ -277,11 +279,11 @@ class Analyzer:
         if mode.voice:
             model = self.client.model(mode.model)
             if mode.mfcc:  # as the attention model was trained: AUDIO_PRESENT says whether the window has audio at all
-                arrays = av_arrays(batch, spec=feature_spec(model, "mfcc", MfccSpec))
+                arrays = av_arrays(batch, spec=model.settings("mfcc", MfccSpec))
                 inputs["MFCC"], inputs["AUDIO_PRESENT"] = arrays["mfcc"], arrays["audio_present"][:, None]  # (B, 10, 156), (B, 1)
             else:
                 audio = np.stack([w.audio for w in batch])  # (B, samples) float32
-                inputs["LOG_MEL"] = log_mel(audio, feature_spec(model, "log_mel", LogMelSpec))  # (B, 64, 156) float32
+                inputs["LOG_MEL"] = log_mel(audio, model.settings("log_mel", LogMelSpec))  # (B, 64, 156) float32
                 inputs["VOICE_PRESENT"] = np.array([[voice_present(a, self.spec.audio_rate)] for a in audio])  # (B, 1) bool
         return inputs
 
@@ -322,19 +324,6 @@ class Analyzer:
             render_image(rgb, boxes, [timeline.caption(w) for w in timeline.windows], out)
             analysis.files["image"] = out
         return analysis
-
-
-def feature_spec(model: ModelInfo, key: str, kind: type[T]) -> T:
-    """The audio-feature settings (``log_mel`` or ``mfcc``) a served model was trained with, from its config."""
-    text = model.parameters.get(key)
-    if not text:
-        raise ModelError(f"Model {model.name} states no {key} settings in its config; rebuild the repository.")
-    defaults = kind()
-    try:
-        values = dict(item.split("=", 1) for item in text.split(";"))
-        return kind(**{name: type(getattr(defaults, name))(value) for name, value in values.items()})
-    except (TypeError, ValueError) as err:
-        raise ModelError(f"Model {model.name} has unreadable {key} settings {text!r}: {err}") from err
 
 
 def _window_result(

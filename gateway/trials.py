@@ -27,28 +27,14 @@ from preprocessing.recording import probe
 from preprocessing.trial import Trial, TrialSpec, av_spans, av_window_spec, eeg_spans
 from preprocessing.windows import read_windows
 
-from ._exceptions import InputError, ModelError
-from .triton_client import EmotionClient, ModelInfo
+from ._exceptions import InputError
+from .triton_client import EmotionClient
 
 __all__ = ["TRIAL_MODEL", "TrialAnalyzer", "TrialResult"]
 
 TRIAL_MODEL = "emotion_av_eeg"
 TRIAL = TrialSpec()  # 6 AV windows of 3.6 s and 4 EEG windows of 5.25 s per trial
 OUTPUTS = ["TRIAL_PROBS", "WAVER_PROBS", "AV_WINDOW_PROBS", "EEG_WINDOW_PROBS", "MODALITIES_USED"]
-
-
-def _settings(model: ModelInfo, key: str) -> dict[str, Any]:
-    """A ``name=value;...`` parameter of the config as numbers, booleans and None."""
-    text = model.parameters.get(key)
-    if not text:
-        raise ModelError(f"Model {model.name} states no {key} settings in its config; rebuild the repository.")
-    values: dict[str, Any] = {}
-    for item in text.split(";"):
-        name, _, value = item.partition("=")
-        values[name] = {"None": None, "True": True, "False": False}.get(value, value)
-        if isinstance(values[name], str):
-            values[name] = float(value) if "." in value or "e" in value else int(value)
-    return values
 
 
 @dataclass(frozen=True)
@@ -100,9 +86,9 @@ class TrialAnalyzer:
         self.client, self.spec = client, spec
         self.detector = detector or FaceDetector()
         self.model = client.model(TRIAL_MODEL)
-        self.crop = CropSpec(**_settings(self.model, "crop"))
-        self.mfcc = MfccSpec(**_settings(self.model, "mfcc"))
-        self.eeg = EEGSpec(**_settings(self.model, "eeg"))
+        self.crop = self.model.settings("crop", CropSpec)
+        self.mfcc = self.model.settings("mfcc", MfccSpec)
+        self.eeg = self.model.settings("eeg", EEGSpec)
         self.channels = tuple(self.model.parameters["channels"].split(","))
 
     def inputs(self, trial: Trial) -> tuple[dict[str, np.ndarray], list[tuple[float, float]], list[tuple[float, float]]]:

@@ -8,12 +8,15 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from ._exceptions import ModelError, TritonTimeout, TritonUnavailable, UpstreamError
+
+T = TypeVar("T")
 
 __all__ = ["DEFAULT_TIMEOUT_S", "EmotionClient", "ModelInfo"]
 
@@ -50,6 +53,35 @@ class ModelInfo:
     @property
     def trained(self) -> bool:
         return self.weights == "real"
+
+    def settings(self, key: str, kind: type[T]) -> T:
+        """The input settings ``key`` of the config (``name=value;...``, see ``export.pipelines``)
+        as ``kind``, e.g. ``settings("mfcc", MfccSpec)``: how the model's inputs were made in training.
+
+        Raises
+        ------
+        ModelError
+            The config states no such settings, or ``kind`` does not take them.
+        """
+        text = self.parameters.get(key)
+        if not text:
+            raise ModelError(f"Model {self.name} states no {key} settings in its config; rebuild the repository.")
+        try:
+            return kind(**{name: _value(value) for name, _, value in (item.partition("=") for item in text.split(";"))})
+        except (TypeError, ValueError) as err:
+            raise ModelError(f"Model {self.name} has unreadable {key} settings {text!r}: {err}") from err
+
+
+def _value(text: str) -> bool | int | float | str | None:
+    """A setting's value as Python wrote it: None, True, False, a number, or the text itself."""
+    if text in ("None", "True", "False"):
+        return {"None": None, "True": True, "False": False}[text]
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _upstream_error(err: InferenceServerException, url: str) -> UpstreamError:

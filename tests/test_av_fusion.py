@@ -72,9 +72,8 @@ def test_calm_counts_as_neutral() -> None:
 
 
 def test_clients_make_log_mels_with_the_models_own_settings(client, repository) -> None:
-    from gateway.analysis import feature_spec
     from preprocessing.audio_features import LogMelSpec
 
     card = json.loads((repository / "speech_emotion" / "card.json").read_text())
     for model in ("emotion_speech", "emotion_av"):
-        assert feature_spec(client.model(model), "log_mel", LogMelSpec) == LogMelSpec(**card["preprocessing"]["log_mel"])
+        assert client.model(model).settings("log_mel", LogMelSpec) == LogMelSpec(**card["preprocessing"]["log_mel"])

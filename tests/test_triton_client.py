@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from gateway._exceptions import ModelError, TritonTimeout, TritonUnavailable
-from gateway.triton_client import EmotionClient
+from gateway.triton_client import EmotionClient, ModelInfo
 from gateway.triton_server import TritonPorts, TritonServer, free_port
 
 
@@ -22,6 +22,19 @@ def test_model_description(client) -> None:
     model = client.model("emotion_face")
     assert model.labels == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
     assert model.trained and model.max_batch_size == 16
+
+
+def test_input_settings_are_read_with_their_types(client) -> None:
+    from preprocessing.eeg import EEGSpec
+    from preprocessing.faces import CropSpec
+
+    model = ModelInfo("m", ("a",), "real", 4, {"crop": "grey=False;scale=1.4;size=224", "eeg": client.model("emotion_av_eeg").parameters["eeg"]})
+    assert model.settings("crop", CropSpec) == CropSpec(size=224, grey=False, scale=1.4)  # "False" is False, not a true string
+    assert model.settings("eeg", EEGSpec) == EEGSpec()  # hop_s=None, notch_hz=50.0, ... as the shipped EEG model's card
+    with pytest.raises(ModelError, match="states no mfcc settings"):
+        model.settings("mfcc", CropSpec)
+    with pytest.raises(ModelError, match="unreadable crop settings"):
+        ModelInfo("m", ("a",), "real", 4, {"crop": "sides=4"}).settings("crop", CropSpec)
 
 
 def test_windows_are_answered_in_one_request(client) -> None:
