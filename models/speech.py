@@ -37,6 +37,7 @@ __all__ = [
     "SPEECH_WEIGHTS",
     "SpeechCNNConfig",
     "SpeechCNN",
+    "SpeechEnsemble",
     "MfccMLPConfig",
     "MfccMLP",
     "build",
@@ -153,7 +154,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def speech_card(model: SpeechCNN, spec: LogMelSpec, *, source: str, data: str, licence: str,
+def speech_card(model: nn.Module, spec: LogMelSpec, *, source: str, data: str, licence: str,
                 metrics: dict[str, Any]) -> ModelCard:  # fmt: skip
     """The card of trained speech CNN weights: labels, the ``LOG_MEL`` input and how it is made."""
     window = WindowSpec()
@@ -181,13 +182,31 @@ def speech_card(model: SpeechCNN, spec: LogMelSpec, *, source: str, data: str, l
     )
 
 
-def load_speech(directory: str | Path = SPEECH_WEIGHTS) -> tuple[SpeechCNN, ModelCard, LogMelSpec]:
-    """The trained speech CNN, its card and its log-mel settings, from ``speech.pt`` and ``speech.card.json``.
+class SpeechEnsemble(nn.Module):
+    """Speech models trained alike from different seeds, answering together.
+
+    (B, 64, 156) log-mel -> (B, 8): the log of the members' mean softmax, so that its softmax is
+    that mean (an average of probabilities, which a plain mean of logits is not).
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.config = members[0].config
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([member(x).softmax(dim=-1) for member in self.members]).mean(dim=0)
+        return probs.clamp(min=1e-30).log()
+
+
+def load_speech(directory: str | Path = SPEECH_WEIGHTS) -> tuple[nn.Module, ModelCard, LogMelSpec]:
+    """The trained speech model, its card and its log-mel settings, from ``speech.pt`` and ``speech.card.json``.
 
     Returns
     -------
-    model : SpeechCNN
+    model : SpeechCNN | SpeechEnsemble
         In eval mode; takes ``log_mel(window.audio, spec)`` batched, (B, 64, 156) -> logits (B, 8).
+        A checkpoint of several members (seeds) gives their :class:`SpeechEnsemble`.
     card : ModelCard
     spec : LogMelSpec
         The settings the model was trained with; serving must compute its input with them.
@@ -203,6 +222,9 @@ def load_speech(directory: str | Path = SPEECH_WEIGHTS) -> tuple[SpeechCNN, Mode
     spec = LogMelSpec(**ckpt["log_mel"])
     if card.preprocessing.get("log_mel") != spec.to_dict():
         raise ValueError(f"{directory}: speech.pt and speech.card.json disagree on the log-mel settings.")
-    model = build(ckpt["kind"], ckpt["config"])
-    model.load_state_dict(ckpt["state_dict"])
+    members = []
+    for state in ckpt["members"]:
+        members.append(build(ckpt["kind"], ckpt["config"]))
+        members[-1].load_state_dict(state)
+    model = members[0] if len(members) == 1 else SpeechEnsemble(members)
     return model.eval(), card, spec
