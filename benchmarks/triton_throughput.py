@@ -103,7 +103,7 @@ def descendants_cpu_s() -> float:
 
 class InProcessEnsemble:
     """An ensemble run in this process: each step's ``model.onnx`` in ONNX Runtime, with the
-    ``intra_op_threads`` of its config (0: ONNX Runtime's choice, as in Triton), fed as the
+    ``intra_op_thread_count`` of its config (0: ONNX Runtime's choice, as in Triton), fed as the
     ensemble's ``input_map``/``output_map`` say, steps in the order their inputs allow.
 
     Raises LookupError for an ensemble with a step that has no ONNX file taking the model's own
@@ -140,7 +140,7 @@ class InProcessEnsemble:
         if not onnx.is_file():
             raise LookupError(f"step {config['name']} has no model.onnx")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = int(config.get("parameters", {}).get("intra_op_threads", {}).get("string_value", "0"))
+        options.intra_op_num_threads = int(config.get("parameters", {}).get("intra_op_thread_count", {}).get("string_value", "0"))
         session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
         takes, wants = {i.name for i in session.get_inputs()}, {t["name"] for t in config["input"]}
         if takes != wants:
