@@ -38,7 +38,7 @@ from preprocessing.recording import probe
 from preprocessing.windows import read_windows
 from training import ravdess
 from training.metrics import accuracy, confusion_matrix, macro_f1, per_class_recall, report
-from training.ravdess import EMOTIONS_8, Split, derive_split, parse_name
+from training.ravdess import EMOTIONS_8, derive_split, parse_name
 from training.speech import (
     Augment,
     TrainConfig,
@@ -50,6 +50,7 @@ from training.speech import (
     recalibrate_batch_norm,
     train,
 )
+from training.trials import SubjectSplit
 
 SR = 22_050
 REPO = Path(__file__).resolve().parents[1]
@@ -212,7 +213,7 @@ def test_derived_split_has_the_papers_shape_and_no_overlap() -> None:
 
 def test_split_refuses_an_actor_in_two_subsets() -> None:
     with pytest.raises(ValueError, match=r"\[3\]"):
-        Split(train=(1, 3), val=(2,), test=(3,))
+        SubjectSplit(train=(1, 3), val=(2,), test=(3,))  # RAVDESS actors are subjects
 
 
 # ---------------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ import soundfile
 
 from models.emotions import RAVDESS
 from preprocessing.audio_features import SAMPLE_RATE
+from training.trials import SubjectSplit
 
 __all__ = [
     "EMOTIONS",
@@ -54,7 +55,6 @@ __all__ = [
     "EMOTIONS_8",
     "LICENCE",
     "Clip",
-    "Split",
     "PAPER_SPLIT",
     "parse_name",
     "read_clips",
@@ -179,39 +179,14 @@ def read_clips(root: str | Path) -> list[Clip]:
     return clips
 
 
-@dataclass(frozen=True)
-class Split:
-    """Actors of each subset; no actor is in two."""
-
-    train: tuple[int, ...]
-    val: tuple[int, ...]
-    test: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        sets = [set(self.train), set(self.val), set(self.test)]
-        overlap = (sets[0] & sets[1]) | (sets[0] & sets[2]) | (sets[1] & sets[2])
-        if overlap:
-            raise ValueError(f"actors {sorted(overlap)} are in more than one subset of the split.")
-
-    def subset(self, actor: int) -> str | None:
-        for name in ("train", "val", "test"):
-            if actor in getattr(self, name):
-                return name
-        return None
-
-    def to_dict(self) -> dict[str, list[int]]:
-        return {"train": list(self.train), "val": list(self.val), "test": list(self.test)}
-
-
-#: The split of Chumachenko et al. (2022) over all 24 actors.
-PAPER_SPLIT = Split(
+PAPER_SPLIT = SubjectSplit(
     train=(1, 2, 3, 4, 6, 7, 8, 9, 12, 14, 15, 17, 20, 21, 23, 24),
     val=(11, 13, 18, 22),
     test=(5, 10, 16, 19),
 )
 
 
-def derive_split(available: Sequence[int], paper: Split = PAPER_SPLIT) -> Split:
+def derive_split(available: Sequence[int], paper: SubjectSplit = PAPER_SPLIT) -> SubjectSplit:
     """The paper's split, with absent validation/test actors replaced by present ones.
 
     Each absent actor is replaced by the nearest available actor of the same sex (same parity)
@@ -225,7 +200,7 @@ def derive_split(available: Sequence[int], paper: Split = PAPER_SPLIT) -> Split:
 
     Returns
     -------
-    Split
+    SubjectSplit
         Same number of validation and test actors as ``paper``, same sexes.
 
     Raises
@@ -248,7 +223,7 @@ def derive_split(available: Sequence[int], paper: Split = PAPER_SPLIT) -> Split:
             chosen.append(actor)
         subsets[name] = tuple(sorted(chosen))
     train = tuple(a for a in available if a not in taken)
-    return Split(train=train, val=subsets["val"], test=subsets["test"])
+    return SubjectSplit(train=train, val=subsets["val"], test=subsets["test"])
 
 
 def read_audio(path: Path) -> np.ndarray:
