@@ -348,6 +348,9 @@ def _work(conn: Connection, settings: WorkerSettings) -> None:
 
 
 _STOP_TIMEOUT_S = 5.0  # a worker that has not stopped this long after SIGTERM is killed
+# How a dead process shows on its end of a duplex pipe (a socketpair): EOF, or, when it died with
+# a job still unread in its buffer, ECONNRESET.
+_PEER_GONE = (EOFError, ConnectionResetError)
 
 
 @dataclass
@@ -390,7 +393,7 @@ class WorkerPool:
     def _ready(self, worker: _Process) -> None:
         try:
             failure = worker.conn.recv()
-        except EOFError:
+        except _PEER_GONE:
             worker.process.join()
             failure = f"it exited with code {worker.process.exitcode}"
         if failure is not None:
@@ -423,7 +426,7 @@ class WorkerPool:
                 del busy[sentinel]
                 try:
                     result = worker.conn.recv()
-                except EOFError:  # it died before answering
+                except _PEER_GONE:  # it died before answering
                     worker.process.join()
                     result = {**job.identity, "error": f"{job.path.name}: {_death(worker.process.exitcode)}"}
                     worker = self._replace(worker)

@@ -9,11 +9,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from gateway.batch import WorkerPool, WorkerSettings, find_jobs
 from gateway.triton_server import TritonPorts, TritonServer, free_port
 
 BROKEN = ("broken/empty.mp4", "broken/half.mp4", "broken/notes.mp4")
@@ -197,10 +199,26 @@ def test_a_worker_that_dies_costs_only_its_recording(many, triton, tmp_path) -> 
     time.sleep(0.3)  # the worker is analysing the second recording now
     os.kill(int(worker.group(1)), signal.SIGKILL)  # as a decoder crash or the OOM killer would
     assert process.wait(120) == 1
+    assert "Traceback" not in process.stderr.read()
     written = lines(out)
     (dead,) = [line for line in written if "error" in line]
     assert "killed by SIGKILL" in dead["error"]
     assert sorted(line["recording"] for line in written) == [f"take{i}.mp4" for i in range(6)]
+
+
+def test_a_worker_killed_before_it_read_its_job_costs_only_that_job(many, tmp_path) -> None:
+    """A stopped worker never reads the job sent to it; killed so, its end of the pipe resets
+    instead of closing, and the pool must still blame only that job and carry on."""
+    settings = WorkerSettings(f"127.0.0.1:{free_port()}", 1, None, False, tmp_path / "files", tmp_path / "results.jsonl")
+    (job,) = [job for job in find_jobs(many) if job.key == "take0.mp4"]
+    with WorkerPool(1, settings) as pool:
+        (worker,) = pool._processes
+        os.kill(worker.process.pid, signal.SIGSTOP)
+        threading.Timer(0.5, os.kill, (worker.process.pid, signal.SIGKILL)).start()
+        ((done, line),) = list(pool.run([job]))
+        (replacement,) = pool._processes
+    assert done is job and "was killed by SIGKILL" in line["error"] and line["recording"] == "take0.mp4"
+    assert replacement.process.pid != worker.process.pid
 
 
 def test_trial_folders_are_judged_trial_by_trial(trial_folder, triton, tmp_path) -> None:
