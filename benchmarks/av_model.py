@@ -6,7 +6,9 @@ in brackets), FLOPs of one window's forward pass as torch.utils.flop_counter cou
 (convolutions, matrix products and attention; a multiply-add counts as 2; batch norm,
 activations and pooling are not counted), the frame encoder's share, and the median wall time of
 a forward pass in eval mode, batch 1 and batch 8 (per window). Then the time to compute one
-window's MFCCs (preprocessing.audio_features.mfcc, 79,380 samples).
+window's MFCCs (preprocessing.audio_features.mfcc, 79,380 samples), and one training epoch on the
+synthetic set the shipped weights were trained on (`emofuse train av --data synthetic --classes 5
+--face-encoder mini_xception --size small --speakers 12 --per-class 4`), validation included.
 
     python benchmarks/av_model.py [--threads 1] [--repeats 5]
 
@@ -17,6 +19,7 @@ a core another process holds, and a window then takes seconds instead of a tenth
 from __future__ import annotations
 
 import argparse
+import time
 
 import numpy as np
 import torch
@@ -25,6 +28,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from models.av import FUSIONS, AVConfig, AVModel, count_parameters
 from preprocessing.audio_features import mfcc
+from preprocessing.faces import CropSpec
+from training.av import SMALL, TrainConfig, fit, speaker_split
+from training.ravdess import EMOTIONS_5
+from training.synthetic_av import SyntheticSpec, make_dataset
 
 
 def flops(model: AVModel, faces: torch.Tensor, feats: torch.Tensor) -> tuple[int, int]:
@@ -41,6 +48,19 @@ def inputs(config: AVConfig, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     faces = torch.randint(0, 256, (batch, config.n_frames, *config.crop.shape), generator=g).to(torch.uint8)
     return faces, torch.randn(batch, config.n_mfcc, config.mfcc_frames, generator=g) * 40
+
+
+def training_epoch() -> tuple[float, float, int, int]:
+    """Seconds to generate the shipped weights' synthetic set, seconds of one epoch on it, training
+    and validation windows."""
+    start = time.perf_counter()
+    data = make_dataset(SyntheticSpec(labels=EMOTIONS_5, crop=CropSpec(size=64, grey=True)), range(12), 4, seed=0)
+    generate = time.perf_counter() - start
+    split = speaker_split(data.speakers, n_val=2, n_test=3)
+    config = AVConfig(n_classes=5, face_encoder="mini_xception", face_size=64, **SMALL)
+    train, val = data.subset(split["train"]), data.subset(split["val"])
+    _, history = fit(train, val, TrainConfig(epochs=1, threads=torch.get_num_threads(), model=config))
+    return generate, history[0].seconds, len(train), len(val)
 
 
 def main() -> None:
@@ -67,6 +87,10 @@ def main() -> None:
     t1 = median_seconds(lambda: mfcc(audio), a.repeats)
     t8 = median_seconds(lambda: mfcc(batch), a.repeats) / 8
     print(f"MFCC (10 x 156) of one 3.6 s window: {t1 * 1e3:.1f} ms; in a batch of 8: {t8 * 1e3:.1f} ms per window")
+    generate, epoch, n_train, n_val = training_epoch()
+    print(f"synthetic set of the shipped weights (12 speakers x 5 classes x 4 windows) generated in {generate:.1f} s")
+    print(f"training epoch, ia mini-Xception small: {epoch:.2f} s ({n_train} training windows, batch 16, AdamW; "
+          f"validation on {n_val} windows included)")
 
 
 if __name__ == "__main__":
