@@ -23,14 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from gateway.analysis import Analyzer
+from gateway.triton_client import EmotionClient
+from gateway.triton_server import TritonPorts, TritonServer
+from preprocessing.recording import probe
+from preprocessing.synthesis import SampleSpec, write_sample_video
 
-from gateway.analysis import Analyzer  # noqa: E402
-from gateway.triton_client import EmotionClient  # noqa: E402
-from gateway.triton_server import TritonPorts, TritonServer  # noqa: E402
-from preprocessing.recording import probe  # noqa: E402
-from preprocessing.synthesis import SampleSpec, write_sample_video  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_batch(folder: Path, url: str, workers: int) -> tuple[float, int]:
