@@ -78,8 +78,8 @@ def main() -> None:
         one, eight = inputs(config, 1), inputs(config, 8)
         total, encoder = flops(model, *one)
         with torch.no_grad():
-            t1 = median_seconds(lambda: model(*one), a.repeats)
-            t8 = median_seconds(lambda: model(*eight), a.repeats) / 8
+            t1 = median_seconds(lambda model=model, one=one: model(*one), a.repeats)
+            t8 = median_seconds(lambda model=model, eight=eight: model(*eight), a.repeats) / 8
         params = f"{count_parameters(model):,} ({count_parameters(model, trainable_only=True):,})"
         print(f"{name:34s} {params:>24s} {total / 1e9:7.3f} {encoder / total:7.1%} {t1 * 1e3:8.1f} {t8 * 1e3:11.1f}")
     audio = np.random.default_rng(0).uniform(-0.5, 0.5, 79_380).astype(np.float32)
