@@ -28,10 +28,10 @@ sys.path.insert(0, str(ROOT))
 
 from _timing import median_seconds  # noqa: E402
 
-from gateway.analysis import BATCH_WINDOWS, FACE_CROP, MODES, Analyzer  # noqa: E402
-from gateway.render import X264_OPTIONS  # noqa: E402
-from gateway.triton_client import EmotionClient  # noqa: E402
-from gateway.triton_server import TritonPorts, TritonServer  # noqa: E402
+from serving.analysis import BATCH_WINDOWS, FACE_CROP, MODES, Analyzer  # noqa: E402
+from serving.render import X264_OPTIONS  # noqa: E402
+from serving.triton_client import EmotionClient  # noqa: E402
+from emofuse.triton_server import TritonPorts, TritonServer  # noqa: E402
 from preprocessing.faces import FaceDetector  # noqa: E402
 from preprocessing.recording import probe  # noqa: E402
 from preprocessing.synthesis import SampleSpec, write_sample_video  # noqa: E402
@@ -97,7 +97,7 @@ def peak_memory_mib(path: Path, url: str) -> float:
     with tempfile.TemporaryDirectory() as out:
         code = (
             "import resource, subprocess, sys;"
-            f"subprocess.run([sys.executable, '-m', 'gateway.cli', 'analyze', {str(path)!r}, '--triton', {url!r}, '--out', {out!r}], check=True);"
+            f"subprocess.run([sys.executable, '-m', 'emofuse.cli', 'analyze', {str(path)!r}, '--triton', {url!r}, '--out', {out!r}], check=True);"
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
         )
         run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)

@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from gateway.analysis import Analyzer
-from gateway.triton_client import EmotionClient
-from gateway.triton_server import TritonPorts, TritonServer
+from serving.analysis import Analyzer
+from serving.triton_client import EmotionClient
+from emofuse.triton_server import TritonPorts, TritonServer
 from preprocessing.recording import probe
 from preprocessing.synthesis import SampleSpec, write_sample_video
 
@@ -36,7 +36,7 @@ def run_batch(folder: Path, url: str, workers: int) -> tuple[float, int]:
     """Wall seconds of one `emofuse batch` run over ``folder``, and the windows it analysed."""
     with tempfile.TemporaryDirectory() as out:
         results = Path(out) / "results.jsonl"
-        command = [sys.executable, "-m", "gateway.cli", "batch", str(folder), "--triton", url, "--out", str(results), "--no-video"]
+        command = [sys.executable, "-m", "emofuse.cli", "batch", str(folder), "--triton", url, "--out", str(results), "--no-video"]
         start = time.perf_counter()
         subprocess.run([*command, "--workers", str(workers)], cwd=ROOT, check=True, capture_output=True)
         seconds = time.perf_counter() - start

@@ -28,7 +28,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from export.onnx import export_onnx
 from models.fusion import FusionCNN, XGBoostFusion, trial_matrix, waver
-from training.fusion import TrialLogits, load_fusions
+from models.fusion import load_fusions
+from training.fusion import TrialLogits
 from training.loop import FitConfig, fit
 
 

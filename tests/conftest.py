@@ -45,7 +45,7 @@ def native_repository(tmp_path_factory: pytest.TempPathFactory, served_models: l
 
 @pytest.fixture(scope="session")
 def triton(repository: Path):
-    from gateway.triton_server import TritonPorts, TritonServer
+    from emofuse.triton_server import TritonPorts, TritonServer
 
     with TritonServer(repository, ports=TritonPorts.free()) as server:
         yield server
@@ -53,7 +53,7 @@ def triton(repository: Path):
 
 @pytest.fixture(scope="session")
 def client(triton):
-    from gateway.triton_client import EmotionClient
+    from serving.triton_client import EmotionClient
 
     with EmotionClient(triton.grpc_url) as client:
         yield client

@@ -12,13 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
-from gateway.analysis import Analyzer, Progress
-from gateway.render import MARGIN, caption_patch
-from gateway.triton_server import free_port
+from serving.analysis import Analyzer, Progress
+from serving.render import MARGIN, caption_patch
+from emofuse.triton_server import free_port
 
 
 def emofuse(*args: str, triton=None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "gateway.cli", "analyze", *args]
+    command = [sys.executable, "-m", "emofuse.cli", "analyze", *args]
     if triton is not None:
         command += ["--triton", triton.grpc_url]
     return subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -261,7 +261,7 @@ def test_library_call_reports_progress(face_video, client, tmp_path) -> None:
 
 def test_unreachable_triton_is_an_upstream_error(face_video, tmp_path) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "analyze", str(face_video), "--triton", f"127.0.0.1:{free_port()}", "--out", str(tmp_path)],
+        [sys.executable, "-m", "emofuse.cli", "analyze", str(face_video), "--triton", f"127.0.0.1:{free_port()}", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert run.returncode == 3

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from gateway.analysis import FACE_CROP
+from serving.analysis import FACE_CROP
 from models.emotions import SHARED, to_shared
 from preprocessing.audio_features import log_mel
 from preprocessing.recording import probe

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.batch import WorkerPool, WorkerSettings, find_jobs
-from gateway.triton_server import TritonPorts, TritonServer, free_port
+from emofuse.batch import WorkerPool, WorkerSettings, find_jobs
+from emofuse.triton_server import TritonPorts, TritonServer, free_port
 
 BROKEN = ("broken/empty.mp4", "broken/half.mp4", "broken/notes.mp4")
 GOOD = ("day2/silent.mp4", "day2/speech.wav", "face.mp4")
 
 
 def emofuse(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], check=False, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "emofuse.cli", *args], check=False, capture_output=True, text=True, timeout=300)
 
 
 def batch(folder: Path, out: Path, url: str, *options: str) -> subprocess.CompletedProcess:
@@ -145,7 +145,7 @@ def many(tmp_path_factory, face_video) -> Path:
 
 
 def start_batch(folder: Path, out: Path, url: str, *options: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "gateway.cli", "-v", "batch", str(folder), "--triton", url, "--out", str(out), "--no-video", *options]
+    command = [sys.executable, "-m", "emofuse.cli", "-v", "batch", str(folder), "--triton", url, "--out", str(out), "--no-video", *options]
     return subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
 
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from export.artefact import Artefact, ParityError, export_artefact
-from gateway.cli import main
+from emofuse.cli import main
 from models.card import ModelCard
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"

@@ -43,7 +43,7 @@ def faces(tmp_path_factory) -> Path:
 
 
 def train(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "gateway.cli", "train", "face", *args]
+    command = [sys.executable, "-m", "emofuse.cli", "train", "face", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
 
 
@@ -74,7 +74,7 @@ def test_a_trained_model_can_be_tried_at_once(fine_tuned, face_video, tmp_path) 
     """Built into a repository of its own and served: marked untrained, as synthetic data made it."""
     _, weights = fine_tuned
     repo = tmp_path / "repo"
-    cli = [sys.executable, "-m", "gateway.cli"]
+    cli = [sys.executable, "-m", "emofuse.cli"]
     build = subprocess.run([*cli, "repo", "build", "--out", str(repo), "--face", str(weights)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr
     assert (repo / "emotion_face" / "labels.txt").read_text().split() == list(CLASSES)

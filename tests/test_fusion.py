@@ -29,7 +29,8 @@ from preprocessing.faces import CropSpec
 from preprocessing.trial import TrialSpec, av_spans, av_window_spec, eeg_spans
 from training import av as train_av
 from training import eeg as train_eeg
-from training.fusion import TrialLogits, load_fusions, load_window_models, main, read_trials, trial_spec
+from models.fusion import load_fusions
+from training.fusion import TrialLogits, load_window_models, main, read_trials, trial_spec
 from training.synthetic_av import make_dataset
 from training.synthetic_eeg import make_eeg_dataset, synthetic_trial_eeg
 from training.synthetic_trials import SyntheticTrialSpec
@@ -283,7 +284,7 @@ def test_fusion_cards_reports_and_saved_fusions(fusion_run) -> None:
     assert logits.av.shape == (90, 6, 5) and logits.eeg.shape == (90, 4, 5)
     test = logits.subset(logits.subjects >= 12)
     reported = {"aver": cards["waver"]["metrics"]["aver"]["both"]} | {name: cards[name]["metrics"]["test"]["both"] for name in FUSIONS}
-    for name, result in load_fusions(fusion_run).judge(test).items():
+    for name, result in load_fusions(fusion_run).judge(**test.kwargs()).items():
         accuracy = float(np.mean(result.probabilities.argmax(1) == test.labels))
         assert accuracy == pytest.approx(reported[name]["accuracy"], abs=1e-4), name
 
@@ -340,7 +341,7 @@ def test_a_whole_trial_folder_end_to_end(window_models, tmp_path) -> None:
     logits = TrialLogits.load(out / "fusion.logits.npz")
     assert logits.av.shape == (13, 6, 5) and logits.eeg.shape == (13, 4, 5)  # 6 AV windows cut from every video
     assert logits.av_present.sum() == 12 and logits.eeg_present.all()
-    results = load_fusions(out).judge(logits)
+    results = load_fusions(out).judge(**logits.kwargs())
     for name, result in results.items():
         np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0, rtol=1e-5, err_msg=name)
         assert result.used.any(axis=1).all(), f"{name} left a trial unjudged"

@@ -97,7 +97,7 @@ def test_ravdess_folder_pairs_video_only_files_with_their_speech(tmp_path) -> No
 
 
 def test_train_av_on_a_manifest(corpus, tmp_path) -> None:
-    command = [sys.executable, "-m", "gateway.cli", "train", "av", "--data", str(corpus / "manifest.csv"),
+    command = [sys.executable, "-m", "emofuse.cli", "train", "av", "--data", str(corpus / "manifest.csv"),
                "--out", str(tmp_path), "--cache", str(tmp_path / "cache"), "--size", "small", "--face-encoder",
                "mini_xception", "--epochs", "2", "--val-speakers", "1", "--test-speakers", "1", "--threads", "1"]  # fmt: skip
     run = subprocess.run(command, capture_output=True, text=True, timeout=600)

@@ -7,13 +7,13 @@ import signal
 import subprocess
 import sys
 
-from gateway.triton_server import TritonPorts
+from emofuse.triton_server import TritonPorts
 
 
 def test_serve_analyses_the_sample_then_serves_until_sigterm(repository, tmp_path) -> None:
     ports = TritonPorts.free()
     command = [
-        sys.executable, "-m", "gateway.cli", "serve", "--repository", str(repository), "--workdir", str(tmp_path),
+        sys.executable, "-m", "emofuse.cli", "serve", "--repository", str(repository), "--workdir", str(tmp_path),
         "--grpc-port", str(ports.grpc), "--http-port", str(ports.http), "--metrics-port", str(ports.metrics),
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -24,7 +24,7 @@ def test_serve_analyses_the_sample_then_serves_until_sigterm(repository, tmp_pat
         assert lines[2].startswith(f"Try: TRITON_URL=127.0.0.1:{ports.grpc} emofuse analyze"), lines
         # While it serves, another process analyses through it.
         run = subprocess.run(
-            [sys.executable, "-m", "gateway.cli", "analyze", str(tmp_path / "sample.mp4"), "--json", "--no-video", "--out", str(tmp_path / "again")],
+            [sys.executable, "-m", "emofuse.cli", "analyze", str(tmp_path / "sample.mp4"), "--json", "--no-video", "--out", str(tmp_path / "again")],
             capture_output=True, text=True, timeout=300, env={"TRITON_URL": f"127.0.0.1:{ports.grpc}", "PATH": ""},
         )  # fmt: skip
         assert run.returncode == 0, run.stderr

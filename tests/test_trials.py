@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from gateway._exceptions import InputError
-from gateway.trials import OUTPUTS, TRIAL_MODEL, TrialAnalyzer
+from serving.errors import InputError
+from serving.trials import OUTPUTS, TRIAL_MODEL, TrialAnalyzer
 from preprocessing.trial import read_trial_manifest
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"
@@ -37,7 +37,7 @@ def test_the_served_trial_ensemble_computes_what_the_pytorch_models_do(trial_fol
     from models.av import load_av
     from models.eeg import load_eeg
     from models.fusion import trial_matrix, waver
-    from training.fusion import load_fusions
+    from models.fusion import load_fusions
 
     analyzer = TrialAnalyzer(client)
     first = read_trial_manifest(trial_folder / "manifest.csv")[0]

@@ -13,9 +13,9 @@ import threading
 import numpy as np
 import pytest
 
-from gateway._exceptions import ModelError, TritonTimeout, TritonUnavailable
-from gateway.triton_client import EmotionClient, ModelInfo
-from gateway.triton_server import TritonPorts, TritonServer, free_port
+from serving.errors import ModelError, TritonTimeout, TritonUnavailable
+from serving.triton_client import EmotionClient, ModelInfo
+from emofuse.triton_server import TritonPorts, TritonServer, free_port
 
 
 def test_model_description(client) -> None:
@@ -102,11 +102,11 @@ def test_untrained_model_never_shows_emotions(repository, face_video, tmp_path) 
         config.write_text(re.sub(r'(key: "weights" value: \{ string_value: )"real"', r'\1"synthetic"', config.read_text()))
     with TritonServer(untrained, ports=TritonPorts.free()) as server:
         run = subprocess.run(
-            [sys.executable, "-m", "gateway.cli", "analyze", str(face_video), "--json", "--no-video", "--triton", server.grpc_url, "--out", str(tmp_path / "out")],
+            [sys.executable, "-m", "emofuse.cli", "analyze", str(face_video), "--json", "--no-video", "--triton", server.grpc_url, "--out", str(tmp_path / "out")],
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         human = subprocess.run(
-            [sys.executable, "-m", "gateway.cli", "analyze", str(face_video), "--no-video", "--triton", server.grpc_url, "--out", str(tmp_path / "out2")],
+            [sys.executable, "-m", "emofuse.cli", "analyze", str(face_video), "--no-video", "--triton", server.grpc_url, "--out", str(tmp_path / "out2")],
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
     assert run.returncode == 0, run.stderr

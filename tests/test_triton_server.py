@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from gateway._exceptions import TritonUnavailable
-from gateway.triton_server import TritonPorts, TritonServer, free_port
+from serving.errors import TritonUnavailable
+from emofuse.triton_server import TritonPorts, TritonServer, free_port
 
 
 def test_every_model_is_ready(client, triton, repository) -> None:
@@ -52,7 +52,7 @@ def _listening(port: int) -> bool:
 def test_cli_runs_triton_until_sigterm(repository) -> None:
     ports = TritonPorts.free()
     command = [
-        sys.executable, "-m", "gateway.cli", "triton", "start", "--repository", str(repository),
+        sys.executable, "-m", "emofuse.cli", "triton", "start", "--repository", str(repository),
         "--grpc-port", str(ports.grpc), "--http-port", str(ports.http), "--metrics-port", str(ports.metrics),
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -50,7 +50,7 @@ from models.av import AVModel, load_av
 from models.card import ModelCard
 from models.checkpoint import read_checkpoint
 from models.eeg import EEGNet, load_eeg
-from models.fusion import FusionCNN, FusionConfig, FusionResult, XGBoostFusion, aver, trial_matrix, waver
+from models.fusion import FusionCNN, FusionConfig, FusionResult, Fusions, XGBoostFusion, aver, load_fusions, trial_matrix
 from preprocessing.faces import FaceDetector
 from preprocessing.recording import probe
 from preprocessing.trial import TrialSpec, av_window_spec, eeg_spans, read_trial_manifest
@@ -63,7 +63,7 @@ from training.recordings import LabelledRecording, load_windows
 from training.report import write_report
 from training.trials import PAPER_SUBJECTS, SubjectSplit, parse_subjects, subject_split
 
-__all__ = ["Fusions", "TrainConfig", "TrialInputs", "TrialLogits", "evaluate", "fit_fusions", "judge_trials", "load_fusions",
+__all__ = ["TrainConfig", "TrialInputs", "TrialLogits", "evaluate", "fit_fusions", "judge_trials",
            "load_window_models", "main", "read_trials", "train", "trial_spec", "window_logits"]  # fmt: skip
 
 log = logging.getLogger("training.fusion")
@@ -188,28 +188,9 @@ def window_logits(trials: TrialInputs, av_model: AVModel, eeg_model: EEGNet, *, 
                        trials.eeg_present.copy(), trials.labels, trials.subjects, trials.label_names)  # fmt: skip
 
 
-@dataclass
-class Fusions:
-    """The three trained fusions (and AVER, which needs no training)."""
-
-    weights: tuple[float, float]  # WAVER: AV and EEG trial accuracy on the validation subjects
-    xgboost: XGBoostFusion
-    cnn: FusionCNN
-
-    def judge(self, logits: TrialLogits) -> dict[str, FusionResult]:
-        """Each fusion's probabilities (N, C) and used modalities (N, 2) of ``logits``' trials."""
-        c = self.cnn.config
-        return {
-            "aver": aver(**logits.kwargs()),
-            "waver": waver(weights=self.weights, **logits.kwargs()),
-            "xgboost": self.xgboost.predict(*XGBoostFusion.features(**logits.kwargs())),
-            "cnn": self.cnn.predict(*trial_matrix(**logits.kwargs(), windows=(c.av_windows, c.eeg_windows))),
-        }
-
-
 def judge_trials(trials: TrialInputs, av_model: AVModel, eeg_model: EEGNet, fusions: Fusions) -> dict[str, FusionResult]:
     """Every fusion's verdict on every trial: window models, then :meth:`Fusions.judge`."""
-    return fusions.judge(window_logits(trials, av_model, eeg_model))
+    return fusions.judge(**window_logits(trials, av_model, eeg_model).kwargs())
 
 
 @dataclass(frozen=True)
@@ -307,7 +288,7 @@ def evaluate(fusions: Fusions, test: TrialLogits) -> dict[str, dict]:
     """
     out = {m: _figures(aver(**test.given(m == "av", m == "eeg").kwargs()), test.labels, test.label_names) for m in ("av", "eeg")}
     for suffix, (av, eeg) in CONDITIONS.items():
-        for name, result in fusions.judge(test.given(av, eeg)).items():
+        for name, result in fusions.judge(**test.given(av, eeg).kwargs()).items():
             out[name + suffix] = _figures(result, test.labels, test.label_names)
     return out
 
@@ -472,17 +453,6 @@ def train(
         card.save(out / f"{name}.card.json")
     log.info("wrote %s", ", ".join(f"{n}.card.json" for n in cards))
     return cards
-
-
-def load_fusions(folder: str | Path) -> Fusions:
-    """The fusions :func:`train` wrote to ``folder``."""
-    folder = Path(folder)
-    ckpt, _ = read_checkpoint(folder, "fusion_cnn", "fusion")
-    cnn = FusionCNN(FusionConfig(**ckpt["config"]))
-    cnn.load_state_dict(ckpt["state_dict"])
-    waver_card = ModelCard.load(folder / "fusion_waver.card.json")
-    weights = waver_card.preprocessing["waver"]
-    return Fusions((weights["av"], weights["eeg"]), XGBoostFusion.load(folder / "fusion_xgboost.json"), cnn.eval())
 
 
 def main(argv: list[str] | None = None) -> int:

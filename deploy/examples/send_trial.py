@@ -3,7 +3,7 @@
 No emofuse code is needed on the client: only numpy and ``tritonclient[grpc]``. A trial is
 6 audio-video windows and 4 EEG windows, as the ensemble's config states (run with ``--describe``
 to print it). Make the tensors as the configs' parameters say (``crop``, ``mfcc``, ``eeg``,
-``channels``), or with emofuse's own preprocessing (``gateway.trials.TrialAnalyzer.inputs``),
+``channels``), or with emofuse's own preprocessing (``serving.trials.TrialAnalyzer.inputs``),
 and save them in one .npz, one array per input, with a leading batch axis of trials:
 
     FACE_CROPS     uint8   (B, 6, 15, 64, 64)  grey face crops, 0..255, zeros where no face

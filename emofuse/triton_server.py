@@ -28,7 +28,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._exceptions import TritonUnavailable
+from serving.errors import TritonUnavailable
 
 __all__ = ["TritonPorts", "TritonServer", "free_port"]
 

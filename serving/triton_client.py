@@ -14,7 +14,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from ._exceptions import ModelError, TritonTimeout, TritonUnavailable, UpstreamError
+from .errors import ModelError, TritonTimeout, TritonUnavailable, UpstreamError
 
 T = TypeVar("T")
 

@@ -1,4 +1,4 @@
-"""What can go wrong in an analysis, as seen by its callers (CLI, web gateway, batch client).
+"""What can go wrong in an analysis, as seen by its callers (the CLI, the web gateway, batch jobs).
 
 Hierarchy::
 

@@ -80,7 +80,7 @@ class Timeline:
     trained : bool
         False when the model's weights never saw real data: no label is ever shown.
     mode : str
-        'face', 'audio' or 'av' (see ``gateway.analysis.MODES``).
+        'face', 'audio' or 'av' (see ``serving.analysis.MODES``).
     windows : list of WindowResult
         In time order.
     """

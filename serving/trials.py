@@ -27,7 +27,7 @@ from preprocessing.recording import probe
 from preprocessing.trial import Trial, TrialSpec, av_spans, av_window_spec, eeg_spans
 from preprocessing.windows import read_windows
 
-from ._exceptions import InputError
+from .errors import InputError
 from .triton_client import EmotionClient
 
 __all__ = ["TRIAL_MODEL", "TrialAnalyzer", "TrialResult"]

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from ._exceptions import EmofuseError, InputError
+from serving.errors import EmofuseError, InputError
 
 log = logging.getLogger("emofuse")
 
@@ -100,8 +100,8 @@ def cmd_triton_start(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from preprocessing.synthesis import write_sample_video
 
-    from .analysis import Analyzer
-    from .triton_client import EmotionClient
+    from serving.analysis import Analyzer
+    from serving.triton_client import EmotionClient
     from .triton_server import TritonPorts, TritonServer
 
     repository = Path(args.repository)
@@ -129,8 +129,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from preprocessing.windows import WindowSpec
 
-    from .analysis import Analyzer, Progress
-    from .triton_client import EmotionClient
+    from serving.analysis import Analyzer, Progress
+    from serving.triton_client import EmotionClient
 
     def progress(p: Progress) -> None:
         print(f"\r{p.stage}: {p.done / p.total:4.0%}", end="", file=sys.stderr, flush=True)

@@ -4,7 +4,7 @@
 
 Recordings are found by their file names (:data:`MEDIA_SUFFIXES`); only their content decides
 whether they can be analysed. Worker processes (:class:`WorkerPool`) analyse several at once,
-each with its own :class:`~gateway.analysis.Analyzer` and gRPC client keeping several requests in
+each with its own :class:`~serving.analysis.Analyzer` and gRPC client keeping several requests in
 flight, so decoding and face detection run beside Triton's inference. The parent process writes
 one JSON line per recording as soon as it is done (:class:`ResultsFile`), so a rerun skips what
 was done; a recording that cannot be analysed gets a line with ``error`` (retried on the next
@@ -46,10 +46,10 @@ from tritonclient.utils import InferenceServerException
 
 from preprocessing.trial import read_trial_manifest
 
-from ._exceptions import InputError, ModelError, TritonUnavailable, UpstreamError
-from .analysis import MODES, Analyzer
-from .trials import TRIAL_MODEL, TrialAnalyzer
-from .triton_client import DEFAULT_IN_FLIGHT, EmotionClient
+from serving.errors import InputError, ModelError, TritonUnavailable, UpstreamError
+from serving.analysis import MODES, Analyzer
+from serving.trials import TRIAL_MODEL, TrialAnalyzer
+from serving.triton_client import DEFAULT_IN_FLIGHT, EmotionClient
 
 __all__ = [
     "DEFAULT_WORKERS",
@@ -287,7 +287,7 @@ class WorkerSettings:
     in_flight : int
         Requests each worker keeps outstanding.
     mode : str | None
-        A key of :data:`~gateway.analysis.MODES`; None: the richest mode each recording allows.
+        A key of :data:`~serving.analysis.MODES`; None: the richest mode each recording allows.
     render : bool
         Write annotated copies.
     files : Path

@@ -11,7 +11,7 @@ a window with only a face or only a voice is judged by that one model) and ``att
 through the audio-video attention model; asked for only, and shown as untrained until it has real
 weights). By default a video with sound is analysed in ``av`` mode, a silent video in ``face``
 mode, a sound file in ``audio`` mode, and a photo always by its faces. Trials with EEG are
-judged by :mod:`gateway.trials`.
+judged by :mod:`serving.trials`.
 
 Data flows one way: decode -> windows -> tensors -> Triton -> timeline -> files. The models are
 reached only through Triton.
@@ -40,7 +40,7 @@ from preprocessing.recording import RecordingInfo, probe, read_still
 from preprocessing.voice import voice_present
 from preprocessing.windows import Window, WindowSpec, read_windows
 
-from ._exceptions import InputError, NoFaceFound, NothingToJudge, NoVoiceFound
+from .errors import InputError, NoFaceFound, NothingToJudge, NoVoiceFound
 from .render import render_image, render_video
 from .timeline import Timeline, WindowResult
 from .triton_client import EmotionClient, ModelInfo
