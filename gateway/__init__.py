@@ -1,5 +1,46 @@
 """The web application: pages and the HTTP API over the serving library (:mod:`serving`).
 
 It reaches the models only through Triton, via :mod:`serving`; it never imports torch, ``models``,
-``training`` or ``export`` (checked by import-linter, see pyproject.toml).
+``training`` or ``export`` (checked by import-linter, see pyproject.toml). Run it with gunicorn::
+
+    gunicorn "gateway:create_app()"          # settings from the environment: gateway.config
+
+One module per concern: ``auth`` (sign up, in, out), ``history`` (the home page), ``health``
+(``/healthz``, ``/readyz``), ``api`` (``/api/v1/``, bearer tokens); ``models`` and ``db`` (the
+database and its migrations), ``storage`` (users' files), ``accounts``, ``tokens`` and ``limits``
+(the rules behind the pages), ``security``, ``logs`` and ``failures`` (what every request gets).
 """
+
+from __future__ import annotations
+
+from flask import Flask
+
+from . import api, auth, current, db, failures, health, history, logs, security
+from .config import Config
+
+__all__ = ["Config", "create_app"]
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Create and configure an instance of the gateway; ``None`` reads the settings from the environment.
+
+    Applies the database migrations first unless ``config.migrate`` is off, so a fresh data
+    directory serves at once.
+    """
+    config = config or Config.from_env()
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=config.secret_key, MAX_CONTENT_LENGTH=config.max_upload_bytes)
+    engine = db.make_engine(config.database_url)
+    if config.migrate:
+        db.upgrade(engine)
+    logs.init_app(app)  # first: its request id must exist before any other check can refuse a request
+    current.init_app(app, config)
+    db.init_app(app, engine)
+    security.init_app(app, config)
+    failures.init_app(app)
+    auth.init_app(app)
+    app.register_blueprint(history.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(api.bp)
+    security.csrf.exempt(api.bp)
+    return app
