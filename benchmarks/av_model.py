@@ -26,12 +26,14 @@ import torch
 from _timing import median_seconds
 from torch.utils.flop_counter import FlopCounterMode
 
-from models.av import FUSIONS, AVConfig, AVModel, count_parameters
+from models.av import FUSIONS, AVConfig, AVModel
+from models.parameters import count_parameters
 from preprocessing.audio_features import mfcc
 from preprocessing.faces import CropSpec
-from training.av import SMALL, TrainConfig, fit, speaker_split
+from training.av import SMALL, TrainConfig, fit
 from training.ravdess import EMOTIONS_5
 from training.synthetic_av import SyntheticSpec, make_dataset
+from training.trials import ordered_split
 
 
 def flops(model: AVModel, faces: torch.Tensor, feats: torch.Tensor) -> tuple[int, int]:
@@ -56,7 +58,7 @@ def training_epoch() -> tuple[float, float, int, int]:
     start = time.perf_counter()
     data = make_dataset(SyntheticSpec(labels=EMOTIONS_5, crop=CropSpec(size=64, grey=True)), range(12), 4, seed=0)
     generate = time.perf_counter() - start
-    split = speaker_split(data.speakers, n_val=2, n_test=3)
+    split = ordered_split(data.speakers, n_val=2, n_test=3).indices(data.speakers)  # as emofuse train av splits speakers
     config = AVConfig(n_classes=5, face_encoder="mini_xception", face_size=64, **SMALL)
     train, val = data.subset(split["train"]), data.subset(split["val"])
     _, history = fit(train, val, TrainConfig(epochs=1, threads=torch.get_num_threads(), model=config))

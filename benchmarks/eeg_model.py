@@ -30,9 +30,9 @@ import torch
 from _timing import median_seconds
 from torch.utils.flop_counter import FlopCounterMode
 
-from models.eeg import EEGNet, EEGNetConfig, count_parameters
+from models.eeg import EEGNet, EEGNetConfig
+from models.parameters import count_parameters
 from preprocessing.eeg import EEGRecording, EEGSpec, channel_stats, eeg_windows, filter_eeg, resample_eeg, standardise
-from training.eeg import split_indices
 from training.loop import FitConfig, fit
 from training.synthetic_eeg import SyntheticEEGSpec, make_eeg_dataset
 from training.trials import subject_split
@@ -75,7 +75,7 @@ def training_epoch(spec: EEGSpec) -> tuple[float, float, int, int]:
     t0 = time.perf_counter()
     data = make_eeg_dataset(SyntheticEEGSpec(), range(1, 15), 4, eeg=spec)
     generate = time.perf_counter() - t0
-    idx = split_indices(data.subjects, subject_split(data.subjects.tolist()))
+    idx = subject_split(data.subjects.tolist()).indices(data.subjects)
     stats = channel_stats(data.windows[idx["train"]])
     x = standardise(data.windows, *stats)
     torch.manual_seed(0)

@@ -31,9 +31,9 @@ Labels: any label set; emofuse trains on RAVDESS, 8 classes (neutral, calm, happ
 fearful, disgust, surprised: training.ravdess.EMOTIONS_8) or 5 (neutral, calm, happy, sad, angry).
 
 Parameters at the paper's sizes (224x224 RGB, EfficientFace widths, 8 classes; see
-:func:`count_parameters`): ia 1,815,646, it 1,936,350, lt 2,043,486, 98% of them and of the
-4.6 GFLOPs per window in the frame encoder. With the mini-Xception frame encoder (64x64 grey)
-ia has 728,504, of which 679,624 train while the mini-Xception stays frozen.
+:func:`models.parameters.count_parameters`): ia 1,815,646, it 1,936,350, lt 2,043,486, 98% of
+them and of the 4.6 GFLOPs per window in the frame encoder. With the mini-Xception frame encoder
+(64x64 grey) ia has 728,504, of which 679,624 train while the mini-Xception stays frozen.
 
 Differences from the paper and its reference code (github.com/katerynaCh/multimodal-emotion-recognition):
 - EfficientFace is built to the reference layout (ShuffleNet-V2 stages 4, 8, 4 of widths 116, 232,
@@ -76,7 +76,7 @@ from models.card import ModelCard
 from models.checkpoint import read_checkpoint
 from preprocessing.faces import CropSpec
 
-__all__ = ["FUSIONS", "AVConfig", "AVModel", "AVOutput", "count_parameters", "load_av"]
+__all__ = ["FUSIONS", "AVConfig", "AVModel", "AVOutput", "load_av"]
 
 FUSIONS = ("ia", "it", "lt")
 
@@ -505,10 +505,6 @@ class AVModel(nn.Module):
         self.eval()
         logits, used = self(faces, mfcc, face_present, audio_present)
         return logits.softmax(dim=-1), used
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def load_av(directory: str | Path) -> tuple[AVModel, ModelCard]:

@@ -25,7 +25,7 @@ from torch import nn
 from .card import ModelCard
 from .checkpoint import read_checkpoint
 
-__all__ = ["EEGNet", "EEGNetConfig", "count_parameters", "load_eeg"]
+__all__ = ["EEGNet", "EEGNetConfig", "load_eeg"]
 
 
 @dataclass(frozen=True)
@@ -97,10 +97,6 @@ class EEGNet(nn.Module):
         x = self.spatial(x)  # (B, F1*D, 1, S/4)
         x = self.separable(x)  # (B, F2, 1, S/32)
         return self.head(x.flatten(1))  # (B, n_classes)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def load_eeg(directory: str | Path) -> tuple[EEGNet, ModelCard]:

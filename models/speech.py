@@ -41,7 +41,6 @@ __all__ = [
     "MfccMLPConfig",
     "MfccMLP",
     "build",
-    "count_parameters",
     "speech_card",
     "load_speech",
 ]
@@ -147,11 +146,6 @@ def build(kind: str, config: dict) -> nn.Module:
     if kind == "mlp":
         return MfccMLP(MfccMLPConfig(**config))
     raise ValueError(f"unknown speech model kind {kind!r}; expected 'cnn' or 'mlp'.")
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def speech_card(model: nn.Module, spec: LogMelSpec, *, source: str, data: str, licence: str,

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.av import FUSIONS, AVConfig, AVModel, count_parameters, load_av
+from models.av import FUSIONS, AVConfig, AVModel, load_av
+from models.parameters import count_parameters
 from preprocessing.audio_features import mfcc
 from preprocessing.faces import CropSpec
 from training.av import (
@@ -29,9 +30,9 @@ from training.av import (
     main,
     predict,
     pretrain_audio,
-    speaker_split,
 )
 from training.synthetic_av import SyntheticSpec, make_dataset, synthetic_window
+from training.trials import ordered_split
 
 torch.set_num_threads(1)
 
@@ -143,10 +144,20 @@ def test_synthetic_windows_have_the_window_format() -> None:
     np.testing.assert_allclose(data.mfcc[5], mfcc(w.audio), atol=1e-3)
 
 
+def test_speakers_split_by_id_the_last_ones_tested() -> None:
+    speakers = np.array([7, 2, 2, 9, 4, 11, 7, 4])
+    split = ordered_split(speakers, n_val=1, n_test=2)
+    assert split.to_dict() == {"train": [2, 4], "val": [7], "test": [9, 11]}
+    idx = split.indices(speakers)
+    assert {k: v.tolist() for k, v in idx.items()} == {"train": [1, 2, 4, 7], "val": [0, 6], "test": [3, 5]}
+    with pytest.raises(ValueError, match="5 subjects cannot give 2 validation, 3 test and any training subjects"):
+        ordered_split(speakers, n_val=2, n_test=3)
+
+
 @pytest.fixture(scope="module")
 def split_task() -> dict[str, AVWindows]:
     data = make_dataset(SPLIT_SPEC, range(20), per_class=3)
-    idx = speaker_split(data.speakers, n_val=2, n_test=4)  # 14 training speakers, 4 unseen test speakers
+    idx = ordered_split(data.speakers, n_val=2, n_test=4).indices(data.speakers)  # 14 training speakers, 4 unseen test speakers
     return {name: data.subset(i) for name, i in idx.items()}
 
 

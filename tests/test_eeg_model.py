@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from export.onnx import check_parity, export_onnx
-from models.eeg import EEGNet, EEGNetConfig, count_parameters, load_eeg
+from models.eeg import EEGNet, EEGNetConfig, load_eeg
+from models.parameters import count_parameters
 from preprocessing.eeg import EEGSpec, channel_stats
 from training.eeg import EEGWindows, eeg_inputs, main, predict, trial_probabilities
 from training.synthetic_eeg import SyntheticEEGSpec, make_eeg_dataset, synthetic_trial_eeg

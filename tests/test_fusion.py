@@ -11,6 +11,7 @@ runs on one CPU thread with 32x32 crops and the narrow AV model of ``training.av
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -30,6 +31,7 @@ from preprocessing.trial import TrialSpec, av_spans, av_window_spec, eeg_spans
 from training import av as train_av
 from training import eeg as train_eeg
 from models.fusion import load_fusions
+from training.examples import Examples
 from training.fusion import TrialLogits, load_window_models, main, read_trials, trial_spec
 from training.synthetic_av import make_dataset
 from training.synthetic_eeg import make_eeg_dataset, synthetic_trial_eeg
@@ -204,12 +206,50 @@ def test_trial_logits_save_load_and_missing_copies(tmp_path) -> None:
                          ("a", "b", "c", "d", "e"))  # fmt: skip
     logits.save(tmp_path / "l.npz")
     again = TrialLogits.load(tmp_path / "l.npz")
-    for k in TrialLogits._ARRAYS:
+    for k in TrialLogits.ARRAYS:
         np.testing.assert_array_equal(getattr(again, k), getattr(logits, k))
     assert again.label_names == logits.label_names
     tripled = logits.with_missing()
     assert len(tripled) == 9 and tripled.av_present.tolist() == [True, True, False, False, False, False, True, True, False]
     assert tripled.eeg_present.tolist() == [True] * 6 + [False] * 3
+    assert tripled.label_names == logits.label_names and tripled.subjects.tolist() == [9, 9, 10] * 3
+
+
+def _example_sets() -> dict[str, Examples]:
+    """One small set of each kind of :class:`training.examples.Examples`, 4 examples each."""
+    rng = np.random.default_rng(0)
+    names = ("a", "b", "c", "d")
+    return {
+        "av windows": train_av.AVWindows(rng.integers(0, 256, (4, 15, 8, 8), dtype=np.uint8), rng.random((4, 15)) < 0.5,
+                                         rng.standard_normal((4, 10, 156)).astype(np.float32), np.array([True, False, True, True]),
+                                         np.arange(4), np.array([3, 3, 4, 5]), names),  # fmt: skip
+        "eeg windows": train_eeg.EEGWindows(rng.standard_normal((4, 2, 16)).astype(np.float32), np.arange(4), np.array([1, 1, 2, 2]),
+                                            np.array([0, 0, 1, 2]), names, ("Fz", "Cz"), 128.0),  # fmt: skip
+        "trial logits": TrialLogits(rng.standard_normal((4, 6, 4)).astype(np.float32), rng.standard_normal((4, 4, 4)).astype(np.float32),
+                                    np.array([True, True, False, True]), np.ones(4, bool), np.arange(4), np.array([9, 9, 10, 11]),
+                                    names),  # fmt: skip
+    }
+
+
+@pytest.mark.parametrize("kind", ["av windows", "eeg windows", "trial logits"])
+def test_example_sets_round_trip_and_subset(kind: str, tmp_path: Path) -> None:
+    data = _example_sets()[kind]
+    data.save(tmp_path / "set.npz")
+    again = type(data).load(tmp_path / "set.npz")
+    for f in dataclasses.fields(data):
+        saved, read = getattr(data, f.name), getattr(again, f.name)
+        if f.name in type(data).ARRAYS:
+            assert read.dtype == saved.dtype and np.array_equal(read, saved), f.name
+        else:  # names and the rate come back as they were, not as arrays
+            assert read == saved and type(read) is type(saved), f.name
+    part = data.subset(np.array([3, 1]))
+    assert len(part) == 2 and part.labels.tolist() == [3, 1]
+    for name in type(data).ARRAYS:
+        np.testing.assert_array_equal(getattr(part, name), getattr(data, name)[[3, 1]])
+    assert part.label_names == data.label_names
+    np.savez(tmp_path / "labels_only.npz", labels=data.labels)
+    with pytest.raises(ValueError, match=rf"labels_only.npz lacks the arrays \[.*'label_names'.*\]; write it with {type(data).__name__}.save"):
+        type(data).load(tmp_path / "labels_only.npz")
 
 
 # --- the proof that it learns -------------------------------------------------------------------------

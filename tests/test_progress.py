@@ -1,9 +1,16 @@
-"""The training progress bar: drawn on a terminal, silent elsewhere."""
+"""The training loop (training.loop): its hooks and early stopping; and its progress bar, drawn
+on a terminal, silent elsewhere."""
 
 from __future__ import annotations
 
+import copy
 import io
 
+import numpy as np
+import pytest
+import torch
+
+from training.loop import FitConfig, best_epoch, fit, predict_proba
 from training.progress import batches
 
 
@@ -24,3 +31,60 @@ def test_nothing_is_written_to_a_pipe_or_log() -> None:
     log = io.StringIO()
     assert list(batches(iter("abc"), 3, stream=log)) == ["a", "b", "c"]
     assert log.getvalue() == ""
+
+
+# --- the loop's hooks ---------------------------------------------------------------------------
+
+
+def _task(n: int = 64) -> tuple[tuple[np.ndarray], np.ndarray]:
+    """Two classes, each a cloud of 4-d points around its own corner: a linear model learns it."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(n) % 2
+    return (rng.normal(0, 0.3, (n, 4)).astype(np.float32) + labels[:, None].astype(np.float32),), labels.astype(np.int64)
+
+
+def test_fit_follows_the_schedule_runs_after_epoch_before_validation_and_keeps_the_best_epoch() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    states, calls = [], []
+    scripted = iter([(1.0, 0.5), (0.9, 0.7), (0.8, 0.7), (0.9, 0.6), (0.9, 0.6), (0.9, 0.9)])
+
+    def after_epoch(trained: torch.nn.Module) -> None:
+        states.append(copy.deepcopy(trained.state_dict()))
+
+    def score(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+        calls.append(len(states))  # validation comes after this epoch's after_epoch
+        return next(scripted)
+
+    cfg = FitConfig(epochs=6, patience=2, batch_size=16, lr=0.1)
+    model, history = fit(model, _task(), _task(), cfg, lr_factor=lambda e: 1 / (e + 1), after_epoch=after_epoch, score=score)
+    assert [e.lr for e in history] == pytest.approx([0.1, 0.05, 0.1 / 3, 0.025, 0.02])
+    assert calls == [1, 2, 3, 4, 5], "stopped after two epochs without a better accuracy"
+    assert best_epoch(history).epoch == 3  # accuracy ties with epoch 2; the lower loss wins
+    assert all(torch.equal(v, states[2][k]) for k, v in model.state_dict().items())
+    assert [e.to_dict()["val_acc"] for e in history] == [0.5, 0.7, 0.7, 0.6, 0.6]
+
+
+def test_fit_trains_on_the_targets_train_batch_makes_and_scores_against_the_labels() -> None:
+    def only_class_0(arrays: list[np.ndarray], labels: torch.Tensor, rng: np.random.Generator) -> tuple[tuple[torch.Tensor], torch.Tensor]:
+        target = torch.zeros(len(labels), 2)
+        target[:, 0] = 1.0  # soft targets, all on class 0, whatever the labels say
+        return (torch.from_numpy(arrays[0]),), target
+
+    cfg = FitConfig(epochs=5, patience=5, batch_size=16, lr=0.1)
+    torch.manual_seed(0)
+    _, plain = fit(torch.nn.Linear(4, 2), _task(), _task(), cfg)
+    torch.manual_seed(0)
+    model, misled = fit(torch.nn.Linear(4, 2), _task(), _task(), cfg, train_batch=only_class_0)
+    assert plain[-1].val_acc > 0.9 and plain[-1].lr < plain[0].lr == cfg.lr  # default: cosine decay from cfg.lr
+    assert misled[-1].val_acc == 0.5 and misled[-1].train_acc == 0.5, "always class 0: right on half the labels"
+    assert (predict_proba(model, _task()[0]).argmax(1) == 0).all()
+
+
+def test_fit_settings_are_taken_from_a_trainers_config_by_name() -> None:
+    from training import eeg, speech
+
+    cfg = eeg.TrainConfig(seed=3, epochs=7, patience=2, batch_size=8, lr=0.01, weight_decay=0.5, dropout=0.1)
+    assert FitConfig.of(cfg) == FitConfig(epochs=7, patience=2, batch_size=8, lr=0.01, weight_decay=0.5, seed=3)
+    taken = FitConfig.of(speech.TrainConfig(label_smoothing=0.2, patience=4))
+    assert (taken.label_smoothing, taken.patience, taken.seed) == (0.2, 4, FitConfig.seed)  # speech has seeds, not a seed

@@ -22,6 +22,7 @@ import pytest
 import soundfile
 import torch
 
+from models.parameters import count_parameters
 from models.speech import SPEECH_WEIGHTS, MfccMLP, MfccMLPConfig, SpeechCNN, SpeechCNNConfig, SpeechEnsemble, build, load_speech
 from preprocessing.audio_features import (
     N_FRAMES,
@@ -371,6 +372,7 @@ def test_shipped_weights_are_real_small_and_documented() -> None:
     assert m["test"]["n"] == 240 and np.array(m["test"]["confusion_matrix"]).sum() == 240
     assert m["test"]["accuracy"] > m["baseline_mfcc_mlp"]["accuracy"]
     assert m["training"]["split"]["test"] == [3, 10, 16, 19]
+    assert m["training"]["parameters"] == count_parameters(model) == 2 * count_parameters(model.members[0])
     x = torch.from_numpy(log_mel(np.stack([cut_window(_speechlike(3.0), -2000), np.zeros(WINDOW_SAMPLES, np.float32)])))
     with torch.no_grad():
         assert model(x).shape == (2, 8)

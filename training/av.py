@@ -27,22 +27,26 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from models.av import FUSIONS, AVConfig, AVModel, AVOutput, count_parameters
+from models.av import FUSIONS, AVConfig, AVModel, AVOutput
 from models.card import ModelCard
 from models.emotions import RAVDESS
+from models.parameters import count_parameters
 from preprocessing.audio_features import MfccSpec, mfcc
 from preprocessing.faces import CropSpec
 from preprocessing.windows import WindowSpec
-from training.loop import Batch, Epoch, FitConfig, as_tensors, predict_proba
+from training.examples import Examples
+from training.loop import Batch, Epoch, FitConfig, as_tensors, best_epoch, predict_proba
 from training.loop import fit as fit_loop
 from training.metrics import format_confusion, report
 from training.ravdess import EMOTIONS_5, EMOTIONS_8
 from training.report import write_report
+from training.trials import ordered_split
 
 __all__ = [
     "AVWindows",
@@ -51,7 +55,6 @@ __all__ = [
     "fit",
     "main",
     "predict",
-    "speaker_split",
     "train",
 ]  # fmt: skip
 
@@ -62,7 +65,7 @@ CONDITIONS = {"audio_video": (True, True), "face_only": (True, False), "audio_on
 
 
 @dataclass
-class AVWindows:
+class AVWindows(Examples):
     """Windows as model inputs, N of them.
 
     Attributes
@@ -86,27 +89,8 @@ class AVWindows:
     speakers: np.ndarray
     label_names: tuple[str, ...]
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, idx: np.ndarray) -> AVWindows:
-        return AVWindows(self.faces[idx], self.face_found[idx], self.mfcc[idx], self.audio_present[idx],
-                         self.labels[idx], self.speakers[idx], self.label_names)  # fmt: skip
-
-    def save(self, path: str | Path) -> None:
-        np.savez_compressed(path, faces=self.faces, face_found=self.face_found, mfcc=self.mfcc,
-                            audio_present=self.audio_present, labels=self.labels, speakers=self.speakers,
-                            label_names=np.array(self.label_names))  # fmt: skip
-
-    @classmethod
-    def load(cls, path: str | Path) -> AVWindows:
-        with np.load(path) as f:
-            missing = {"faces", "face_found", "mfcc", "audio_present", "labels", "speakers", "label_names"} - set(f.files)
-            if missing:
-                raise ValueError(f"{path} lacks the arrays {sorted(missing)}; write it with AVWindows.save.")
-            return cls(f["faces"], f["face_found"].astype(bool), f["mfcc"].astype(np.float32),
-                       f["audio_present"].astype(bool), f["labels"].astype(np.int64), f["speakers"].astype(np.int64),
-                       tuple(str(s) for s in f["label_names"]))  # fmt: skip
+    ARRAYS: ClassVar[dict[str, type | None]] = {"faces": None, "face_found": bool, "mfcc": np.float32, "audio_present": bool,
+                                                "labels": np.int64, "speakers": np.int64}  # fmt: skip
 
 
 @dataclass
@@ -129,17 +113,6 @@ class TrainConfig:
 #: A narrow model that trains on small crops in seconds per epoch on one CPU thread.
 SMALL = dict(face_widths=(16, 32, 64, 128), face_repeats=(1, 1, 1), face_dim=64, video_widths=(16, 16, 32, 32),
              audio_widths=(16, 32, 32, 32))  # fmt: skip
-
-
-def speaker_split(speakers: np.ndarray, n_val: int, n_test: int) -> dict[str, np.ndarray]:
-    """Window indices of train, val and test: the last ``n_test`` speaker ids (sorted) test, the
-    ``n_val`` before them validate, the rest train."""
-    ids = np.unique(speakers)
-    if len(ids) < n_val + n_test + 1:
-        raise ValueError(f"{len(ids)} speakers cannot give {n_val} validation, {n_test} test and any training speakers.")
-    groups = {"train": ids[: len(ids) - n_val - n_test], "val": ids[len(ids) - n_val - n_test : len(ids) - n_test],
-              "test": ids[len(ids) - n_test :]}  # fmt: skip
-    return {name: np.flatnonzero(np.isin(speakers, g)) for name, g in groups.items()}
 
 
 def _inputs(data: AVWindows) -> tuple[np.ndarray, ...]:
@@ -172,10 +145,7 @@ def fit(train: AVWindows, val: AVWindows, cfg: TrainConfig, model: AVModel | Non
     if model is None:
         torch.manual_seed(cfg.seed)
         model = AVModel(cfg.model)
-    opt = FitConfig(
-        epochs=cfg.epochs, patience=cfg.patience, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed
-    )
-    return fit_loop(model, (_inputs(train), train.labels), (_inputs(val), val.labels), opt, logits=_logits)
+    return fit_loop(model, (_inputs(train), train.labels), (_inputs(val), val.labels), FitConfig.of(cfg), logits=_logits)
 
 
 class AudioBranch(nn.Module):
@@ -213,7 +183,7 @@ def pretrain_audio(model: AVModel, speech: str | Path, cfg: TrainConfig) -> dict
     opt = FitConfig(epochs=cfg.pretrain_epochs, patience=cfg.pretrain_epochs, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed)
     train, val = part == "train", part == "val"
     _, history = fit_loop(branch, ((features[train],), labels[train]), ((features[val],), labels[val]), opt)
-    best = max(history, key=lambda e: (e.val_acc, -e.val_loss))
+    best = best_epoch(history)
     log.info("audio branch pre-trained on %d speech windows: validation accuracy %.3f", len(labels), best.val_acc)
     return {
         "data": f"RAVDESS speech ({speech}): {len(used)} clips, 8 emotions",
@@ -270,7 +240,8 @@ def train(
     torch.set_num_threads(cfg.threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    split = speaker_split(data.speakers, n_val, n_test)
+    # the last n_test speaker ids test, the n_val before them validate
+    split = ordered_split(data.speakers, n_val, n_test).indices(data.speakers)
     parts = {name: data.subset(idx) for name, idx in split.items()}
     log.info("windows: %s", {k: len(v) for k, v in parts.items()})
     torch.manual_seed(cfg.seed)
@@ -278,7 +249,7 @@ def train(
     pretraining = pretrain_audio(model, cfg.pretrain_audio, cfg) if cfg.pretrain_audio else None
     model, epochs = fit(parts["train"], parts["val"], cfg, model)
     history = [e.to_dict() for e in epochs]
-    best_epoch = max(history, key=lambda h: (h["val_acc"], -h["val_loss"]))["epoch"]
+    kept = best_epoch(epochs)
     test = condition_report(model, parts["test"])
     for name, r in test.items():
         log.info("test %s: accuracy %.3f, macro-F1 %.3f", name, r["accuracy"], r["macro_f1"])
@@ -314,8 +285,8 @@ def train(
             "test": test,
             "chance_accuracy": round(1 / len(data.label_names), 4),
             "audio_pretraining": pretraining,
-            "validation_accuracy": max(h["val_acc"] for h in history),
-            "training": {"history": history, "best_epoch": best_epoch, "epochs_run": len(history),
+            "validation_accuracy": round(kept.val_acc, 4),
+            "training": {"history": history, "best_epoch": kept.epoch, "epochs_run": len(history),
                          "windows": {k: len(v) for k, v in parts.items()}, "parameters": count_parameters(model),
                          "seconds": round(time.perf_counter() - t_start, 1), "threads": cfg.threads,
                          "torch": torch.__version__, "config": cfg.to_dict()},  # fmt: skip

@@ -30,16 +30,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from models.card import ModelCard
-from models.eeg import EEGNet, EEGNetConfig, count_parameters
+from models.eeg import EEGNet, EEGNetConfig
+from models.parameters import count_parameters
 from preprocessing.eeg import EEGPreprocessing, EEGRecording, EEGSpec, channel_stats, eeg_windows, standardise
 from preprocessing.errors import RecordingError
 from preprocessing.trial import read_trial_manifest
-from training.loop import Epoch, FitConfig, fit, predict_proba
+from training.examples import Examples
+from training.loop import Epoch, FitConfig, best_epoch, fit, predict_proba
 from training.metrics import format_confusion, report
 from training.report import write_report
 from training.trials import (
@@ -59,7 +62,6 @@ __all__ = [
     "eeg_inputs",
     "main",
     "predict",
-    "split_indices",
     "train",
     "trial_probabilities",
     "windows_of",
@@ -69,7 +71,7 @@ log = logging.getLogger("training.eeg")
 
 
 @dataclass
-class EEGWindows:
+class EEGWindows(Examples):
     """EEG windows as they enter standardisation, N of them.
 
     Attributes
@@ -95,26 +97,7 @@ class EEGWindows:
     channels: tuple[str, ...]
     rate: float
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, idx: np.ndarray) -> EEGWindows:
-        return EEGWindows(self.windows[idx], self.labels[idx], self.subjects[idx], self.trials[idx], self.label_names,
-                          self.channels, self.rate)  # fmt: skip
-
-    def save(self, path: str | Path) -> None:
-        np.savez_compressed(path, windows=self.windows, labels=self.labels, subjects=self.subjects, trials=self.trials,
-                            label_names=np.array(self.label_names), channels=np.array(self.channels), rate=self.rate)  # fmt: skip
-
-    @classmethod
-    def load(cls, path: str | Path) -> EEGWindows:
-        with np.load(path) as f:
-            missing = {"windows", "labels", "subjects", "trials", "label_names", "channels", "rate"} - set(f.files)
-            if missing:
-                raise ValueError(f"{path} lacks the arrays {sorted(missing)}; write it with EEGWindows.save.")
-            return cls(f["windows"].astype(np.float32), f["labels"].astype(np.int64), f["subjects"].astype(np.int64),
-                       f["trials"].astype(np.int64), tuple(str(s) for s in f["label_names"]), tuple(str(s) for s in f["channels"]),
-                       float(f["rate"]))  # fmt: skip
+    ARRAYS: ClassVar[dict[str, type | None]] = {"windows": np.float32, "labels": np.int64, "subjects": np.int64, "trials": np.int64}
 
 
 def windows_of(trials: Sequence[EEGTrial], spec: EEGSpec, label_names: Sequence[str] | None = None) -> EEGWindows:
@@ -167,11 +150,6 @@ class TrainConfig:
         return asdict(self)
 
 
-def split_indices(subjects: np.ndarray, split: SubjectSplit) -> dict[str, np.ndarray]:
-    """Window indices of each subset of ``split`` ('train', 'val', 'test')."""
-    return {name: np.flatnonzero(np.isin(subjects, getattr(split, name))) for name in ("train", "val", "test")}
-
-
 def predict(model: EEGNet, inputs: np.ndarray) -> np.ndarray:
     """Softmax probabilities (N, n_classes) of standardised windows (N, C, S)."""
     return predict_proba(model, (inputs,))
@@ -208,7 +186,7 @@ def train(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     subjects = subject_split(data.subjects.tolist(), split)
-    idx = split_indices(data.subjects, subjects)
+    idx = subjects.indices(data.subjects)
     log.info("windows: %s; subjects %s", {k: len(v) for k, v in idx.items()}, subjects.to_dict())
     stats = channel_stats(data.windows[idx["train"]])
     prep = EEGPreprocessing(spec, data.channels, stats)
@@ -219,9 +197,7 @@ def train(
     config = EEGNetConfig(channels=len(data.channels), samples=spec.samples, n_classes=len(data.label_names), rate=spec.rate,
                           F1=cfg.F1, D=cfg.D, F2=cfg.F2, dropout=cfg.dropout)  # fmt: skip
     model = EEGNet(config)
-    fit_cfg = FitConfig(epochs=cfg.epochs, patience=cfg.patience, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                        seed=cfg.seed)  # fmt: skip
-    model, epochs = fit(model, part["train"], part["val"], fit_cfg)
+    model, epochs = fit(model, part["train"], part["val"], FitConfig.of(cfg))
     (x_test,), y_test = part["test"]
     test_probs = predict(model, x_test)
     test = report(y_test, test_probs.argmax(1), data.label_names)
@@ -246,7 +222,7 @@ def _card(
     licence: str, subjects: SubjectSplit, windows: dict[str, int], test: dict, test_trials: dict, seconds: float,
 ) -> ModelCard:  # fmt: skip
     history = [e.to_dict() for e in epochs]
-    best = max(history, key=lambda h: (h["val_acc"], -h["val_loss"]))
+    best = best_epoch(epochs).to_dict()
     c, spec = model.config, prep.spec
     return ModelCard(
         name="eeg",

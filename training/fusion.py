@@ -40,24 +40,25 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from models.av import AVModel, load_av
 from models.card import ModelCard
-from models.checkpoint import read_checkpoint
 from models.eeg import EEGNet, load_eeg
-from models.fusion import FusionCNN, FusionConfig, FusionResult, Fusions, XGBoostFusion, aver, load_fusions, trial_matrix
+from models.fusion import FusionCNN, FusionConfig, FusionResult, Fusions, XGBoostFusion, aver, trial_matrix
 from preprocessing.faces import FaceDetector
 from preprocessing.recording import probe
 from preprocessing.trial import TrialSpec, av_window_spec, eeg_spans, read_trial_manifest
 from preprocessing.windows import WindowSpec
 from training.av import AVWindows
 from training.eeg import eeg_inputs
-from training.loop import FitConfig, fit
+from training.examples import Examples
+from training.loop import FitConfig, best_epoch, fit
 from training.metrics import report
 from training.recordings import LabelledRecording, load_windows
 from training.report import write_report
@@ -108,7 +109,7 @@ class TrialInputs:
 
 
 @dataclass
-class TrialLogits:
+class TrialLogits(Examples):
     """The window models' logits of N trials.
 
     Attributes
@@ -129,13 +130,8 @@ class TrialLogits:
     subjects: np.ndarray
     label_names: tuple[str, ...]
 
-    _ARRAYS = ("av", "eeg", "av_present", "eeg_present", "labels", "subjects")
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, idx: np.ndarray) -> TrialLogits:
-        return TrialLogits(*(getattr(self, k)[idx] for k in self._ARRAYS), self.label_names)
+    ARRAYS: ClassVar[dict[str, type | None]] = {"av": np.float32, "eeg": np.float32, "av_present": bool, "eeg_present": bool,
+                                                "labels": np.int64, "subjects": np.int64}  # fmt: skip
 
     def given(self, av: bool, eeg: bool) -> TrialLogits:
         """The same trials with the modalities not given marked missing."""
@@ -144,24 +140,11 @@ class TrialLogits:
     def with_missing(self) -> TrialLogits:
         """3 N trials: these, these without AV, these without EEG (to train fusions that answer from either)."""
         parts = [self, self.given(False, True), self.given(True, False)]
-        return TrialLogits(*(np.concatenate([getattr(p, k) for p in parts]) for k in self._ARRAYS), self.label_names)
+        return replace(self, **{k: np.concatenate([getattr(p, k) for p in parts]) for k in self.ARRAYS})
 
     def kwargs(self) -> dict:
         """The arguments of :mod:`models.fusion`'s functions: logits and presence masks."""
         return {"av_logits": self.av, "eeg_logits": self.eeg, "av_present": self.av_present, "eeg_present": self.eeg_present}
-
-    def save(self, path: str | Path) -> None:
-        np.savez_compressed(path, **{k: getattr(self, k) for k in self._ARRAYS}, label_names=np.array(self.label_names))
-
-    @classmethod
-    def load(cls, path: str | Path) -> TrialLogits:
-        with np.load(path) as f:
-            missing = {*cls._ARRAYS, "label_names"} - set(f.files)
-            if missing:
-                raise ValueError(f"{path} lacks the arrays {sorted(missing)}; write it with TrialLogits.save.")
-            return cls(f["av"].astype(np.float32), f["eeg"].astype(np.float32), f["av_present"].astype(bool),
-                       f["eeg_present"].astype(bool), f["labels"].astype(np.int64), f["subjects"].astype(np.int64),
-                       tuple(str(s) for s in f["label_names"]))  # fmt: skip
 
 
 @torch.no_grad()
@@ -247,12 +230,10 @@ def fit_fusions(val: TrialLogits, cfg: TrainConfig) -> tuple[Fusions, dict]:
     windows = (config.av_windows, config.eeg_windows)
     x_fit = trial_matrix(**fit_trials.kwargs(), windows=windows)[0]  # its modality dropout removes rows in training
     x_stop = trial_matrix(**stop_part.kwargs(), windows=windows)[0]
-    opt = FitConfig(epochs=cfg.epochs, patience=cfg.patience, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                    seed=cfg.seed)  # fmt: skip
-    cnn, history = fit(FusionCNN(config), ((x_fit,), fit_trials.labels), ((x_stop,), stop_part.labels), opt)
+    cnn, history = fit(FusionCNN(config), ((x_fit,), fit_trials.labels), ((x_stop,), stop_part.labels), FitConfig.of(cfg))
     t2 = time.perf_counter()
     epochs = [e.to_dict() for e in history]
-    best = max(epochs, key=lambda e: (e["val_acc"], -e["val_loss"]))
+    best = best_epoch(history).to_dict()
     subjects = {
         "fit": sorted(int(i) for i in np.unique(val.subjects[~stop])),
         "early_stopping": sorted(int(i) for i in np.unique(val.subjects[stop])),

@@ -152,7 +152,8 @@ def load_windows(
 ) -> AVWindows:
     """All windows of ``recordings`` as model inputs, from the cache where it has them.
 
-    Speakers become integer ids in sorted order of their names (see ``training.av.speaker_split``).
+    Speakers become integer ids in sorted order of their names; ``emofuse train av`` tests on the
+    last ones (:func:`training.trials.ordered_split`).
 
     Raises
     ------

@@ -32,6 +32,10 @@ Augmentation
 After every epoch the batch-norm statistics are re-estimated on clean training windows
 (:func:`recalibrate_batch_norm`) before validation, so that the model kept is the one serving runs.
 
+The epochs are those of :func:`training.loop.fit`, the loop every trainer shares; this module
+gives it its hooks: the training batches (windows, features, masks, mixup), the learning-rate
+schedule (linear warm-up, then cosine decay), the recalibration and the scoring of clips.
+
 Everything is seeded: the same seed, data and thread count give the same weights. One CNN is
 trained per seed of ``seeds`` and the model shipped averages their softmaxes.
 """
@@ -39,14 +43,13 @@ trained per seed of ``seeds`` and the model shipped averages their softmaxes.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,15 +57,16 @@ import torch
 import torch.nn.functional as F
 
 from models.card import ModelCard
-from models.speech import MfccMLPConfig, SpeechCNNConfig, SpeechEnsemble, build, count_parameters, speech_card
+from models.parameters import count_parameters
+from models.speech import MfccMLPConfig, SpeechCNNConfig, SpeechEnsemble, build, speech_card
 from preprocessing.audio_features import LogMelSpec, MfccSpec, cut_window, log_mel, mfcc, window_offsets
-from training.loop import predict_proba
+from training.loop import Epoch, FitConfig, Score, TrainBatch, best_epoch, predict_proba
+from training.loop import fit as fit_loop
 from training.metrics import format_confusion, report
-from training.progress import batches
 from training.ravdess import EMOTIONS_8, LICENCE, derive_split, load_audio, read_clips
 from training.report import write_report
 
-__all__ = ["Augment", "TrainConfig", "train", "train_epoch", "recalibrate_batch_norm", "main"]
+__all__ = ["Augment", "TrainConfig", "evaluate", "fit", "main", "mixup", "recalibrate_batch_norm", "train"]
 
 log = logging.getLogger("training.speech")
 
@@ -190,48 +194,46 @@ def _lr_factor(epoch: int, cfg: TrainConfig, epochs: int) -> float:
     return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
-def train_epoch(
-    model: torch.nn.Module,
-    opt: torch.optim.Optimizer,
-    kind: str,
-    train_audio: Sequence[np.ndarray],
-    y_train: np.ndarray,
-    cfg: TrainConfig,
-    aug: Augment | None,
-    rng: np.random.Generator,
-    gen: torch.Generator,
-) -> tuple[float, float]:
-    """One pass over the training clips, one fresh window each, in batches; returns mean loss and accuracy.
+def mixup(x: torch.Tensor, target: torch.Tensor, alpha: float, rng: np.random.Generator,
+          gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Mix each example (B, ...) and its target (B, classes) with another of the batch, weights
+    Beta(alpha, alpha) (Zhang et al. 2018)."""
+    lam = float(rng.beta(alpha, alpha))
+    perm = torch.randperm(len(x), generator=gen)
+    return lam * x + (1 - lam) * x[perm], lam * target + (1 - lam) * target[perm]
 
-    Accuracy is of the augmented batches against each window's own label (mixup lowers it).
-    """
-    order = rng.permutation(len(train_audio))
-    model.train()
-    total_loss, correct, seen = 0.0, 0, 0
-    starts = range(0, len(order), cfg.batch_size)
-    for s in batches(starts, len(starts)):
-        batch = order[s : s + cfg.batch_size]
-        if len(batch) < 2:
-            continue  # batch norm needs two examples
-        windows = random_windows([train_audio[i] for i in batch], rng, aug.speed if aug else 0.0)
-        x, y = torch.from_numpy(features(kind, windows, cfg)), torch.from_numpy(y_train[batch])
-        target = F.one_hot(y, len(EMOTIONS_8)).float()
+
+def _training_batches(kind: str, train_audio: Sequence[np.ndarray], cfg: TrainConfig, aug: Augment | None,
+                      gen: torch.Generator) -> TrainBatch:  # fmt: skip
+    """The loop's :data:`~training.loop.TrainBatch` over clip indices: a fresh window per clip
+    (at a random speed), its features, then SpecAugment masks and mixup; targets one-hot."""
+
+    def train_batch(
+        arrays: Sequence[np.ndarray], labels: torch.Tensor, rng: np.random.Generator
+    ) -> tuple[tuple[torch.Tensor], torch.Tensor]:
+        (clips,) = arrays
+        windows = random_windows([train_audio[i] for i in clips], rng, aug.speed if aug else 0.0)
+        x = torch.from_numpy(features(kind, windows, cfg))
+        target = F.one_hot(labels, len(EMOTIONS_8)).float()
         if aug is not None:
             x = spec_augment(x, aug, gen)
             if aug.mixup_alpha > 0:
-                lam = float(rng.beta(aug.mixup_alpha, aug.mixup_alpha))
-                perm = torch.randperm(len(y), generator=gen)
-                x = lam * x + (1 - lam) * x[perm]
-                target = lam * target + (1 - lam) * target[perm]
-        logits = model(x)
-        loss = F.cross_entropy(logits, target, label_smoothing=cfg.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        total_loss += float(loss.detach()) * len(y)
-        correct += int((logits.argmax(1) == y).sum())
-        seen += len(y)
-    return total_loss / max(1, seen), correct / max(1, seen)
+                x, target = mixup(x, target, aug.mixup_alpha, rng, gen)
+        return (x,), target
+
+    return train_batch
+
+
+def _clip_score(n_crops: int) -> Score:
+    """The loop's :data:`~training.loop.Score` for ``n_crops`` windows per clip, clip by clip:
+    the loss of every window, the accuracy of clips with their windows' softmax averaged."""
+
+    def score(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+        rows = torch.from_numpy(np.repeat(labels, n_crops))
+        loss = float(F.nll_loss(torch.log(torch.from_numpy(probs) + 1e-9), rows))
+        return loss, float(np.mean(probs.reshape(len(labels), n_crops, -1).mean(axis=1).argmax(1) == labels))
+
+    return score
 
 
 def fit(
@@ -242,8 +244,9 @@ def fit(
     y_val: np.ndarray,
     cfg: TrainConfig,
     seed: int,
-) -> tuple[torch.nn.Module, list[dict], int]:
-    """Train one model ('cnn' or 'mlp') from ``seed`` and keep its best epoch by validation accuracy.
+) -> tuple[torch.nn.Module, list[Epoch]]:
+    """Train one model ('cnn' or 'mlp') from ``seed`` with :func:`training.loop.fit` and keep its
+    best epoch by validation accuracy.
 
     Parameters
     ----------
@@ -256,13 +259,12 @@ def fit(
 
     Returns
     -------
-    model : the weights of the best epoch, in eval mode
-    history : one dict per epoch (losses, accuracies, learning rate, seconds)
-    best_epoch : int, 1-based
+    model : the weights of the best epoch (:func:`training.loop.best_epoch`), in eval mode
+    history : one :class:`training.loop.Epoch` per epoch
     """
+    log.info("training the %s from seed %d", kind, seed)
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # SpecAugment and mixup; numpy's generator is the loop's
     if kind == "cnn":
         model_cfg = {**cfg.cnn.to_dict(), "n_mels": cfg.logmel.n_mels, "n_classes": len(EMOTIONS_8)}
         epochs, lr, aug = cfg.epochs, cfg.lr, cfg.augment
@@ -270,44 +272,15 @@ def fit(
         model_cfg = {**cfg.mlp.to_dict(), "n_classes": len(EMOTIONS_8)}
         epochs, lr, aug = cfg.baseline_epochs, cfg.baseline_lr, None
     model = build(kind, model_cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     x_clean = features(kind, even_windows(train_audio, 1), cfg)  # one centred window per clip, for recalibration
-    y_val_rows = torch.from_numpy(np.repeat(y_val, cfg.eval_crops))
-
-    history: list[dict] = []
-    best_key, best_state, best_epoch, stale = (-1.0, 0.0), copy.deepcopy(model.state_dict()), 0, 0
-    for epoch in range(epochs):
-        t0 = time.perf_counter()
-        for group in opt.param_groups:
-            group["lr"] = lr * _lr_factor(epoch, cfg, epochs)
-        train_loss, train_acc = train_epoch(model, opt, kind, train_audio, y_train, cfg, aug, rng, gen)
-        recalibrate_batch_norm(model, x_clean)
-        probs = predict_proba(model, (x_val,))
-        val_loss = float(F.nll_loss(torch.log(torch.from_numpy(probs) + 1e-9), y_val_rows))
-        val_acc = float(np.mean(probs.reshape(len(y_val), cfg.eval_crops, -1).mean(axis=1).argmax(1) == y_val))
-        row = {
-            "epoch": epoch + 1,
-            "lr": round(opt.param_groups[0]["lr"], 6),
-            "train_loss": round(train_loss, 4),
-            "train_acc": round(train_acc, 4),
-            "val_loss": round(val_loss, 4),
-            "val_acc": round(val_acc, 4),
-            "seconds": round(time.perf_counter() - t0, 2),
-        }
-        history.append(row)
-        log.info("%s epoch %3d/%d  lr %.5f  train loss %.3f acc %.3f  val loss %.3f acc %.3f  (%.1f s)", kind,
-                 row["epoch"], epochs, row["lr"], row["train_loss"], row["train_acc"], row["val_loss"],
-                 row["val_acc"], row["seconds"])  # fmt: skip
-        if (val_acc, -val_loss) > best_key:
-            best_key, best_epoch, stale = (val_acc, -val_loss), epoch + 1, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-            if stale >= cfg.patience:
-                log.info("%s: no better validation accuracy for %d epochs, stopping", kind, cfg.patience)
-                break
-    model.load_state_dict(best_state)
-    return model.eval(), history, best_epoch
+    opt = replace(FitConfig.of(cfg), epochs=epochs, lr=lr, seed=seed)  # patience, batch size, weight decay, smoothing: cfg's
+    return fit_loop(
+        model, ((np.arange(len(train_audio)),), y_train), ((x_val,), y_val), opt,
+        train_batch=_training_batches(kind, train_audio, cfg, aug, gen),
+        lr_factor=lambda epoch: _lr_factor(epoch, cfg, epochs),
+        after_epoch=lambda trained: recalibrate_batch_norm(trained, x_clean),
+        score=_clip_score(cfg.eval_crops),
+    )  # fmt: skip
 
 
 def evaluate(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, n_crops: int) -> dict:
@@ -352,9 +325,9 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None) -> 
     split = derive_split(sorted({c.actor for c in clips}))
     log.info("split: train %s, val %s, test %s", split.train, split.val, split.test)
     audio = load_audio(clips)
-    subsets = {name: [i for i, c in enumerate(clips) if split.subset(c.actor) == name] for name in ("train", "val", "test")}
+    subsets = split.indices(np.array([c.actor for c in clips]))
     for name, idx in subsets.items():
-        if not idx:
+        if not len(idx):
             raise ValueError(f"no {name} clips: the data must hold actors of every subset of {split}.")
     log.info("clips: %s", {k: len(v) for k, v in subsets.items()})
     y = {name: np.array([clips[i].label for i in idx], np.int64) for name, idx in subsets.items()}
@@ -363,8 +336,9 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None) -> 
 
     def run(kind: str, seed: int) -> tuple[torch.nn.Module, list[dict], int, dict, float]:
         t0 = time.perf_counter()
-        model, history, best_epoch = fit(kind, train_audio, y["train"], x[kind]["val"], y["val"], cfg, seed)
-        return model, history, best_epoch, evaluate(model, x[kind]["test"], y["test"], cfg.eval_crops), time.perf_counter() - t0
+        model, history = fit(kind, train_audio, y["train"], x[kind]["val"], y["val"], cfg, seed)
+        test = evaluate(model, x[kind]["test"], y["test"], cfg.eval_crops)
+        return model, [e.to_dict() for e in history], best_epoch(history).epoch, test, time.perf_counter() - t0
 
     kinds = ("cnn", "mlp") if cfg.baseline else ("cnn",)
     x = {kind: {name: features(kind, w, cfg) for name, w in eval_windows.items()} for kind in kinds}

@@ -16,7 +16,9 @@ Three sources, each giving labelled EEG recordings (:class:`EEGTrial`) split by 
 
 The original system trained on subjects 1-30, validated on 31-36 and tested on 37-42
 (:data:`PAPER_SUBJECTS`); :func:`subject_split` keeps that split where the data has those
-subjects and otherwise splits in the same proportions.
+subjects and otherwise splits in the same proportions (:func:`ordered_split`). A
+:class:`SubjectSplit` is also how RAVDESS actors and audio-video speakers are split, and its
+:meth:`~SubjectSplit.indices` picks the examples of each subset.
 
 References
 ----------
@@ -49,10 +51,12 @@ __all__ = [
     "SEED_CLASSES",
     "SEED_LABELS",
     "SEED_RATE",
+    "SUBSETS",
     "EEGTrial",
     "SubjectSplit",
     "deap_classes",
     "load_eeg_trials",
+    "ordered_split",
     "parse_subjects",
     "read_deap",
     "read_seed",
@@ -85,6 +89,10 @@ def parse_subjects(text: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+#: The subsets of a split, in the order a split lists them.
+SUBSETS = ("train", "val", "test")
+
+
 @dataclass(frozen=True)
 class SubjectSplit:
     """Subjects of each subset; no subject is in two."""
@@ -101,13 +109,18 @@ class SubjectSplit:
 
     def subset(self, subject: int) -> str | None:
         """'train', 'val', 'test' or None."""
-        for name in ("train", "val", "test"):
+        for name in SUBSETS:
             if subject in getattr(self, name):
                 return name
         return None
 
+    def indices(self, subjects: np.ndarray) -> dict[str, np.ndarray]:
+        """Indices of the examples of each subset, given each example's subject (N,); examples
+        of subjects in no subset are in none."""
+        return {name: np.flatnonzero(np.isin(subjects, getattr(self, name))) for name in SUBSETS}
+
     def to_dict(self) -> dict[str, list[int]]:
-        return {"train": list(self.train), "val": list(self.val), "test": list(self.test)}
+        return {name: list(getattr(self, name)) for name in SUBSETS}
 
 
 #: The original system's split: subjects 1-30 train, 31-36 validate, 37-42 test.
@@ -128,7 +141,7 @@ def subject_split(subjects: Iterable[int], split: SubjectSplit = PAPER_SUBJECTS)
         Fewer than 3 subjects.
     """
     present = sorted({int(s) for s in subjects})
-    kept = SubjectSplit(*(tuple(s for s in getattr(split, n) if s in present) for n in ("train", "val", "test")))
+    kept = SubjectSplit(*(tuple(s for s in getattr(split, n) if s in present) for n in SUBSETS))
     if kept.train and kept.val and kept.test:
         left = [s for s in present if kept.subset(s) is None]
         if left:
@@ -139,8 +152,21 @@ def subject_split(subjects: Iterable[int], split: SubjectSplit = PAPER_SUBJECTS)
     total = len(split.train) + len(split.val) + len(split.test)
     n_test = max(1, round(len(present) * len(split.test) / total))
     n_val = max(1, round(len(present) * len(split.val) / total))
-    n_val = min(n_val, len(present) - n_test - 1)
-    cut = len(present) - n_test - n_val
+    return ordered_split(present, min(n_val, len(present) - n_test - 1), n_test)
+
+
+def ordered_split(subjects: Iterable[int], n_val: int, n_test: int) -> SubjectSplit:
+    """The sorted subjects: the last ``n_test`` test, the ``n_val`` before them validate, the rest train.
+
+    Raises
+    ------
+    ValueError
+        Too few subjects to leave one for training.
+    """
+    present = sorted({int(s) for s in subjects})
+    if len(present) < n_val + n_test + 1:
+        raise ValueError(f"{len(present)} subjects cannot give {n_val} validation, {n_test} test and any training subjects.")
+    cut = len(present) - n_val - n_test
     return SubjectSplit(tuple(present[:cut]), tuple(present[cut : cut + n_val]), tuple(present[cut + n_val :]))
 
 
