@@ -18,7 +18,10 @@ A line::
      "verdict": {"label": "happy", ...}, "windows": [...],             # as `emofuse analyze --json`
      "models_used": {"emotion_av": {"weights": "real", "untrained": false}, ...},
      "media": {"kind": "video", "duration_s": 8.0, ...}, "files": {"timeline": ..., "audio": ...},
-     "seconds": 2.41}
+     "failures": {}, "seconds": 2.41}
+
+``failures`` names what could not be written beside a complete timeline, e.g. ``{"video": "the
+annotated copy could not be written (...)"}``: the line is a result, the copy is not retried.
 
 or ``{"recording": "day1/b.mp4", "size": 0, "mtime_ns": ..., "error": "b.mp4: the file is empty.", "seconds": 0.01}``.
 The last line of a recording is the one that counts.
@@ -516,7 +519,13 @@ def _outcome(line: dict[str, Any]) -> str:
     if "error" in line:
         return f"error: {line['error']}"
     verdict = "untrained model" if line["weights"] != "real" else (line["verdict"] or {}).get("label", "no verdict")
-    return f"{verdict}, {len(line['windows'])} windows in {line['seconds']:.1f} s"
+    outcome = f"{verdict}, {len(line['windows'])} windows in {line['seconds']:.1f} s"
+    for kind, reason in line.get("failures", {}).items():  # the timeline is kept; say what was not written
+        outcome += f"; {_WRITTEN.get(kind, kind)} failed: {reason}"
+    return outcome
+
+
+_WRITTEN = {"video": "annotated copy", "image": "annotated image"}  # the kinds of Analysis.failures, in words
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,10 @@ class RecordingInfo:
         FFmpeg codec names, '' where the stream is absent.
     is_still : bool
         A single image (JPEG, PNG, ...), not a video.
+    rotation : int
+        Degrees (0, 90, 180 or 270) the decoded frames turn counter-clockwise to be shown upright,
+        from the stream's display matrix (phone videos); ``width`` and ``height`` are the upright
+        size. Every frame :func:`decode` yields is turned by it in :meth:`VideoFrame.rgb`.
     """
 
     path: Path
@@ -66,6 +70,7 @@ class RecordingInfo:
     video_codec: str
     audio_codec: str
     is_still: bool
+    rotation: int = 0
 
     @property
     def has_video(self) -> bool:
@@ -85,15 +90,21 @@ class VideoFrame:
     time_s : float
         Presentation time in seconds from the start of the recording.
     frame : av.VideoFrame
-        Convert only what is needed, e.g. with :meth:`rgb`.
+        As decoded, possibly on its side; convert only what is needed, e.g. with :meth:`rgb`.
+    rotation : int
+        Degrees counter-clockwise that turn ``frame`` upright (:attr:`RecordingInfo.rotation`).
     """
 
     time_s: float
     frame: av.VideoFrame
+    rotation: int = 0
 
     def rgb(self) -> np.ndarray:
-        """The frame as an array of shape (height, width, 3), uint8 RGB."""
-        return self.frame.to_ndarray(format="rgb24")
+        """The frame upright, as an array of shape (height, width, 3), uint8 RGB."""
+        rgb = self.frame.to_ndarray(format="rgb24")
+        if self.rotation:  # np.rot90 turns counter-clockwise, as the display matrix says
+            rgb = np.ascontiguousarray(np.rot90(rgb, self.rotation // 90))
+        return rgb
 
 
 @dataclass
@@ -151,17 +162,40 @@ def probe(path: str | Path) -> RecordingInfo:
             kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
             raise UnsupportedMedia(path, f"no video or audio stream that can be decoded (streams: {kinds}).")
         is_still = video is not None and audio is None and container.format.name in _STILL_FORMATS
+        duration = 0.0 if is_still else _duration_s(container)
+        rotation = _rotation(path, video) if video else 0
+        width, height = (video.codec_context.width, video.codec_context.height) if video else (0, 0)
+        if rotation % 180:
+            width, height = height, width
         return RecordingInfo(
             path=path,
-            duration_s=0.0 if is_still else _duration_s(container),
-            width=video.codec_context.width if video else 0,
-            height=video.codec_context.height if video else 0,
+            duration_s=duration,
+            width=width,
+            height=height,
             fps=float(video.average_rate or video.guessed_rate or 0) if video else 0.0,
             audio_rate=audio.codec_context.sample_rate if audio else 0,
             video_codec=video.codec_context.name if video else "",
             audio_codec=audio.codec_context.name if audio else "",
             is_still=is_still,
+            rotation=rotation,
         )
+
+
+def _rotation(path: Path, stream: av.video.stream.VideoStream) -> int:
+    """The display matrix's rotation, counter-clockwise, rounded to a quarter turn (0 to 270).
+
+    PyAV shows the matrix on decoded frames only, so the first frame is decoded, in a container
+    of its own so that the caller's demuxing is untouched. A file that cannot be decoded has 0
+    here; :func:`decode` reports what is wrong with it. Flips (mirrored front cameras) are rare
+    and left as they are.
+    """
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            frame = next(container.decode(container.streams[stream.index]), None)
+    except (av.error.FFmpegError, ValueError):
+        return 0
+    degrees = frame.rotation if frame is not None else 0
+    return round(degrees / 90) % 4 * 90
 
 
 def _duration_s(container: av.container.InputContainer) -> float:
@@ -221,7 +255,7 @@ def decode(
                         # Frames without a timestamp (raw bitstreams) follow the nominal rate.
                         t = frame.time - origin if frame.time is not None else last_time + 1 / (info.fps or 25)
                         last_time = t
-                        yield VideoFrame(t, frame)
+                        yield VideoFrame(t, frame, info.rotation)
                     else:
                         for chunk in _resampled(resampler, frame, origin, audio_rate, next_sample):
                             next_sample = chunk.start + len(chunk.samples)

@@ -99,11 +99,17 @@ def choose_mode(info: RecordingInfo, requested: str | None = None) -> Mode:
 
 @dataclass(frozen=True)
 class Progress:
-    """Reported to a progress callback: ``done`` of ``total`` units of ``stage``."""
+    """Reported to a progress callback: ``done`` of ``total`` units of ``stage``.
 
-    stage: str  # "windows", then "video"
+    Stages, in order: "windows" (windows sent to Triton, of all), "timeline" (once, 1 of 1,
+    with the complete ``timeline``, before any copy is rendered: a web page can show the results
+    while the video is still being written), "video" (fraction of the annotated copy written).
+    """
+
+    stage: str
     done: float
     total: float
+    timeline: Timeline | None = None  # the "timeline" stage only
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -122,12 +128,16 @@ class Analysis:
         What was written: 'timeline' (JSON), 'video' or 'image' (annotated copy), 'audio' (.wav).
     faces : list of dict
         Still images only: box (x0, y0, x1, y1) in pixels of each face, in timeline order.
+    failures : dict of str to str
+        What could not be written, by kind ('video', 'image'), with the reason. The timeline is
+        complete even so: a failed copy costs only the copy.
     """
 
     recording: RecordingInfo
     timeline: Timeline
     files: dict[str, Path] = field(default_factory=dict)
     faces: list[dict[str, Any]] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         info = self.recording
@@ -143,6 +153,7 @@ class Analysis:
             },
             **self.timeline.to_dict(),
             "files": {kind: path.name for kind, path in self.files.items()},
+            "failures": dict(self.failures),
         }
         if info.is_still:
             for entry, face in zip(out["windows"], self.faces):
@@ -231,15 +242,30 @@ class Analyzer:
             analysis = self._analyze_still(info, mode, model, whole_image, staging / f"{stem}.annotated.png" if render else None)
         else:
             analysis = self._analyze_windows(info, mode, model, staging, stem, progress)
+            if progress is not None:
+                progress(Progress("timeline", 1, 1, timeline=analysis.timeline))
             if render and info.has_video:
-                video = staging / f"{stem}.annotated.mp4"
-                report = None if progress is None else (lambda f: progress(Progress("video", f, 1.0)))
-                render_video(info, analysis.timeline, video, progress=report)
-                analysis.files["video"] = video
+                self._render(analysis, staging / f"{stem}.annotated.mp4", progress)
         timeline_path = staging / f"{stem}.timeline.json"
         analysis.files["timeline"] = timeline_path
         timeline_path.write_text(json.dumps(analysis.to_dict(), indent=2) + "\n")
         return analysis
+
+    @staticmethod
+    def _render(analysis: Analysis, video: Path, progress: ProgressCallback | None) -> None:
+        """Write the annotated copy; a failure is recorded in ``analysis.failures``, never raised:
+        the timeline is complete, and whatever went wrong in the copy must not cost it."""
+        report = None if progress is None else (lambda f: progress(Progress("video", f, 1.0)))
+        try:
+            render_video(analysis.recording, analysis.timeline, video, progress=report)
+        except Exception as err:  # any fault of the copy (FFmpeg, disk full, a bug): the copy only
+            video.unlink(missing_ok=True)
+            reason = f"{type(err).__name__}: {getattr(err, 'strerror', None) or err}"  # strerror: without the staging path
+            analysis.failures["video"] = f"the annotated copy could not be written ({reason})."
+            log.warning("%s: the annotated copy could not be written (%s); the timeline is kept.", analysis.recording.path.name, reason)
+            log.debug("annotated copy of %s", analysis.recording.path, exc_info=True)
+        else:
+            analysis.files["video"] = video
 
     def _model(self, mode: Mode) -> ModelInfo:
         model = self.client.model(mode.model)
