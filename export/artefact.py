@@ -130,8 +130,31 @@ def onnx_bytes(module: nn.Module, example: Mapping[str, torch.Tensor], outputs: 
             module, tuple(example.values()), str(path), dynamo=False, input_names=list(example), output_names=list(outputs),
             dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True,
         )  # fmt: skip
+        _pin_output_dims(path, axes)
         onnx.checker.check_model(str(path), full_check=True)
         return path.read_bytes()
+
+
+def _pin_output_dims(path: Path, axes: dict[str, dict[int, str]]) -> None:
+    """Give the graph's outputs the lengths ONNX's shape inference finds on the axes that are not
+    dynamic. The exporter declares an output axis it cannot size itself (one reshaped to a length
+    computed in the module) as symbolic; Triton's ONNX Runtime backend would then see another
+    shape than the config's."""
+    model = onnx.load(str(path))
+    unsized = [(output, axis) for output in model.graph.output for axis, dim in enumerate(output.type.tensor_type.shape.dim)
+               if axis not in axes.get(output.name, {}) and dim.HasField("dim_param")]  # fmt: skip
+    if not unsized:
+        return
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    for output in probe.graph.output:
+        output.type.tensor_type.ClearField("shape")  # let inference size it afresh
+    inferred = {o.name: o.type.tensor_type.shape.dim for o in onnx.shape_inference.infer_shapes(probe).graph.output}
+    for output, axis in unsized:
+        found = inferred.get(output.name)
+        if found is not None and axis < len(found) and found[axis].HasField("dim_value"):
+            output.type.tensor_type.shape.dim[axis].dim_value = found[axis].dim_value
+    onnx.save(model, str(path))
 
 
 def _torchscript_bytes(module: nn.Module, example: Mapping[str, torch.Tensor]) -> bytes:

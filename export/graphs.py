@@ -13,12 +13,14 @@ Missing evidence (no face, no voice, no EEG) always gives all-zero probabilities
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["AVGate", "AVWindow", "Folded", "LateFusion", "SpeechGate", "Standardised", "TrialFusion", "WindowPool", "waver"]
+__all__ = ["AVGate", "AVWindow", "Folded", "LateFusion", "SpeechGate", "Standardised", "TrialFusion", "VoiceActivity", "VoiceVerdict", "WindowPool",
+           "waver"]
 
 
 class Folded(nn.Module):
@@ -90,12 +92,62 @@ class WindowPool(nn.Module):
         return probs, used.to(torch.int32)
 
 
-class SpeechGate(nn.Module):
-    """SPEECH_LOGITS (B, C), VOICE_PRESENT bool (B, 1) -> EMOTION_PROBS (B, C): the softmax, zeros
-    for a window without a voice (silence says nothing about emotion, yet a classifier names one)."""
+class VoiceVerdict(nn.Module):
+    """Does a window hold a voice? VOICE_PROBS (B, N), a voice-activity network's speech
+    probability of each of the window's N chunks -> VOICE_PRESENT bool (B, 1), VOICED_FRACTION (B, 1).
 
-    def forward(self, logits: torch.Tensor, voice: torch.Tensor) -> torch.Tensor:
-        return logits.softmax(dim=-1) * voice.float()
+    A chunk is voiced when its probability is ``threshold`` or more; a window has a voice when its
+    voiced chunks add up to ``min_voiced_s`` seconds (chunks of ``chunk_s``). The defaults are
+    those of Silero's own ``get_speech_timestamps``: speech from probability 0.5, lasting 250 ms.
+    The chunks need not be consecutive: a few short words are a voice.
+    """
+
+    def __init__(self, *, chunk_s: float, threshold: float = 0.5, min_voiced_s: float = 0.25) -> None:
+        super().__init__()
+        self.threshold = threshold
+        self.min_chunks = math.ceil(min_voiced_s / chunk_s - 1e-9)  # 0.25 s of 32 ms chunks: 8
+
+    def forward(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        voiced = (probs >= self.threshold).float().sum(dim=1, keepdim=True)  # (B, 1)
+        return voiced >= self.min_chunks, voiced / probs.shape[1]
+
+
+class VoiceActivity(nn.Module):
+    """A voice-activity network and its verdict on each window.
+
+    Input: AUDIO_16K (B, S) float32, the window's mono audio at 16 kHz. Outputs: VOICE_PRESENT
+    bool (B, 1) and VOICED_FRACTION (B, 1) (:class:`VoiceVerdict`), VOICE_PROBS (B, N), each
+    chunk's speech probability. ``vad``: (B, S) -> (B, N), e.g. :class:`export.silero.SileroVAD`.
+    """
+
+    def __init__(self, vad: nn.Module, verdict: VoiceVerdict) -> None:
+        super().__init__()
+        self.vad, self.verdict = vad, verdict
+
+    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        probs = self.vad(audio)  # (B, N)
+        present, fraction = self.verdict(probs)
+        return present, fraction, probs
+
+
+class SpeechGate(nn.Module):
+    """SPEECH_LOGITS (B, C), VOICE_PROBS (B, N) -> EMOTION_PROBS (B, C): the softmax, zeros for a
+    window without a voice by ``verdict`` (silence says nothing about emotion, yet a classifier
+    names one).
+
+    The gate takes the chunk probabilities and applies the verdict itself, rather than taking
+    VOICE_PRESENT, so that no ensemble output is also a step's input: Triton (2.51) prunes the
+    steps of a request that asks for some outputs only, and it would prune the step making such
+    a tensor (its backward pass counts the tensor as unwanted), leaving the ensemble waiting.
+    """
+
+    def __init__(self, verdict: VoiceVerdict) -> None:
+        super().__init__()
+        self.verdict = verdict
+
+    def forward(self, logits: torch.Tensor, voice_probs: torch.Tensor) -> torch.Tensor:
+        present, _ = self.verdict(voice_probs)
+        return logits.softmax(dim=-1) * present.float()
 
 
 class AVGate(nn.Module):
@@ -133,24 +185,27 @@ class LateFusion(nn.Module):
     """Face and speech answers of a window, on shared labels, weighted WAVER-style.
 
     Inputs: FACE_PROBS (B, face classes), FACES_USED int32 (B, 1), SPEECH_LOGITS (B, speech
-    classes), VOICE_PRESENT bool (B, 1). Outputs: EMOTION_PROBS (B, shared), MODEL_WEIGHTS (B, 2)
-    [face, speech], the weight each model got (0 for one with nothing to judge).
+    classes), VOICE_PROBS (B, N), the voice-activity network's chunk probabilities. Outputs:
+    EMOTION_PROBS (B, shared), MODEL_WEIGHTS (B, 2) [face, speech], the weight each model got (0
+    for one with nothing to judge: no face, or no voice by ``verdict``, as in :class:`SpeechGate`).
 
     ``face_targets``/``speech_targets``: for each class of a model, the shared label it counts
     towards (:func:`models.emotions.to_shared`); ``accuracy``: (face, speech) validation accuracies.
     """
 
-    def __init__(self, face_targets: Sequence[int], speech_targets: Sequence[int], accuracy: tuple[float, float]) -> None:
+    def __init__(self, face_targets: Sequence[int], speech_targets: Sequence[int], accuracy: tuple[float, float], verdict: VoiceVerdict) -> None:
         super().__init__()
         shared = max(*face_targets, *speech_targets) + 1
         self.register_buffer("face", _projection(face_targets, shared))
         self.register_buffer("speech", _projection(speech_targets, shared))
         self.register_buffer("accuracy", torch.tensor(accuracy, dtype=torch.float32))
+        self.verdict = verdict
 
     def forward(
-        self, face_probs: torch.Tensor, faces_used: torch.Tensor, speech_logits: torch.Tensor, voice: torch.Tensor
+        self, face_probs: torch.Tensor, faces_used: torch.Tensor, speech_logits: torch.Tensor, voice_probs: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         speech = speech_logits.softmax(dim=-1) @ self.speech
+        voice, _ = self.verdict(voice_probs)
         return waver((face_probs @ self.face, speech), (faces_used > 0, voice), self.accuracy)
 
 

@@ -21,11 +21,13 @@ from preprocessing.eeg import EEGPreprocessing, EEGRecording, eeg_windows
 from preprocessing.faces import CropSpec
 from preprocessing.recording import probe
 from preprocessing.synthesis import SampleSpec, write_sample_video
+from preprocessing.voice import VoiceAudioSpec, voice_audio
 from preprocessing.windows import Window, WindowSpec, read_windows
 
-__all__ = ["EEG_PROBES_ARE", "PROBES_ARE", "eeg_trials", "face_windows", "log_mel_windows", "mfcc_windows"]
+__all__ = ["EEG_PROBES_ARE", "PROBES_ARE", "VOICE_PROBES_ARE", "eeg_trials", "face_windows", "log_mel_windows", "mfcc_windows", "voice_windows"]
 
 PROBES_ARE = "real preprocessed windows of a generated 14.4 s video (photographed face, espeak-ng speech)"
+VOICE_PROBES_ARE = f"{PROBES_ARE}, at 16 kHz, and its 3 spoken windows again 40 dB quieter"
 EEG_PROBES_ARE = "2 trials of generated 21 s EEG at 256 Hz (1/f noise, alpha, 50 Hz hum), filtered and windowed by preprocessing.eeg"
 GREY_64 = CropSpec(size=64, grey=True)  # the face model's crops
 _SAMPLE = SampleSpec(duration_s=14.4, width=640, height=360, face_height=200, face_spans=((2.0, 14.4),))
@@ -59,6 +61,13 @@ def log_mel_windows(spec: LogMelSpec, crop: CropSpec = GREY_64) -> np.ndarray:
 def mfcc_windows(spec: MfccSpec, crop: CropSpec = GREY_64) -> np.ndarray:
     """MFCCs (4, n_mfcc, frames) float32 of the windows' audio."""
     return mfcc(_audio(crop), spec)
+
+
+def voice_windows(spec: VoiceAudioSpec, crop: CropSpec = GREY_64) -> np.ndarray:
+    """The windows' audio as the voice-activity model takes it (7, samples) float32: the 4 windows
+    (the last silent), then the 3 spoken ones at a hundredth of their amplitude (-40 dB)."""
+    audio = voice_audio(_audio(crop), WindowSpec().audio_rate, spec)
+    return np.concatenate([audio, 0.01 * audio[:-1]]).astype(np.float32)
 
 
 def eeg_trials(prep: EEGPreprocessing, windows: int, duration_s: float = 21.0, rate: float = 256.0) -> np.ndarray:

@@ -29,7 +29,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -59,11 +59,13 @@ class Tensor:
     dtype: str  # TYPE_* without the prefix: UINT8, FP32, BOOL, INT32
     dims: tuple[int, ...]
     labels: bool = False  # attach labels.txt (Triton's classification extension)
+    doc: str = ""  # what it holds and how a client makes it, written above it in the config
 
     def pbtxt(self) -> str:
         dims = ", ".join(str(d) for d in self.dims)
         label = ' label_filename: "labels.txt"' if self.labels else ""
-        return f'    {{ name: "{self.name}" data_type: TYPE_{self.dtype} dims: [ {dims} ]{label} }}'
+        comment = f"    # {self.name}: {self.doc}\n" if self.doc else ""
+        return f'{comment}    {{ name: "{self.name}" data_type: TYPE_{self.dtype} dims: [ {dims} ]{label} }}'
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ class GraphModel:
     def tensors(self, kind: str) -> tuple[Tensor, ...]:
         if kind == "input":
             return self.artefact.inputs
-        return tuple(Tensor(t.name, t.dtype, t.dims, labels=t.name in self.labelled) for t in self.artefact.outputs)
+        return tuple(replace(t, labels=t.name in self.labelled) for t in self.artefact.outputs)
 
     def pbtxt(self, runtime: Runtime, *, gpu: bool = False, engine: bool = False) -> str:
         on_gpu = gpu and self.network

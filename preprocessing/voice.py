@@ -1,74 +1,61 @@
-"""Is someone speaking in this window? An energy-based voice activity check.
+"""A window's audio as the voice-activity model takes it: mono PCM at 16 kHz.
 
-A speech model names an emotion for any input, silence included, so windows without a voice are
-kept from it. Speech is loud against its own pauses: a frame counts as voiced when its level is
-above an absolute floor (-45 dBFS, far above a quiet room's noise in a 16-bit recording) and at
-least 15 dB above the window's quietest tenth of frames (its background). A window has a voice
-when a tenth of its frames do, about a third of a second of a 3.6 s window.
-
-It tells sound from silence, not speech from other sounds: music or a slammed door counts as voice.
+Whether a window holds a voice is decided in Triton, by the ``voice_activity`` step of the
+ensembles that listen (Silero VAD; see :mod:`export.silero`): a level rule cannot tell a quiet
+voice from a quiet room, nor music from speech. What stays here is the model-free part, bringing
+a window's audio to the rate that model was trained at. The rate is part of the served model's
+config (parameter ``voice_audio``), so a client reads it from there, as it reads ``log_mel``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.signal import resample_poly
 
-__all__ = ["VoiceSpec", "frame_levels", "voice_present"]
+__all__ = ["VoiceAudioSpec", "voice_audio"]
 
 
 @dataclass(frozen=True)
-class VoiceSpec:
-    """Thresholds of :func:`voice_present`.
+class VoiceAudioSpec:
+    """How a window's audio is made for the voice-activity model.
 
     Attributes
     ----------
-    frame_s : float
-        Frame length in seconds over which the level is measured.
-    floor_dbfs : float
-        Voiced frames are louder than this, in dB relative to full scale.
-    above_background_db : float
-        ... and louder by this many dB than the 10th percentile of the window's frame levels.
-    min_fraction : float
-        Share of voiced frames that makes a window voiced.
+    rate : int
+        Sampling rate in Hz: Silero VAD judges 16 kHz audio in 512-sample (32 ms) chunks.
     """
 
-    frame_s: float = 0.025
-    floor_dbfs: float = -45.0
-    above_background_db: float = 15.0
-    min_fraction: float = 0.1
+    rate: int = 16_000
 
 
-def frame_levels(audio: np.ndarray, rate: int, frame_s: float = 0.025) -> np.ndarray:
-    """RMS level in dBFS of consecutive frames, shape (frames,); -inf-safe (floor -120 dB).
+def voice_audio(audio: np.ndarray, rate: int, spec: VoiceAudioSpec = VoiceAudioSpec()) -> np.ndarray:
+    """Resample windows' audio to ``spec.rate``.
 
     Parameters
     ----------
-    audio : ndarray, shape (samples,)
-        Mono PCM, float in [-1, 1].
+    audio : ndarray, shape (samples,) or (B, samples)
+        Mono PCM, float in [-1, 1] (:attr:`preprocessing.windows.Window.audio`).
     rate : int
-        Sampling rate in Hz.
+        Its sampling rate in Hz.
+
+    Returns
+    -------
+    ndarray, shape (..., ceil(samples * spec.rate / rate)), float32
+        A 3.6 s window at 22,050 Hz (79,380 samples) gives 57,600 samples at 16 kHz.
+
+    Notes
+    -----
+    Polyphase filtering (:func:`scipy.signal.resample_poly`, its default Kaiser-windowed FIR) by
+    the exact ratio of the two rates (320/441 for 22,050 Hz to 16 kHz): the same samples always
+    give the same output, and a batch gives each window what it gets alone.
     """
-    n = max(1, round(frame_s * rate))
-    frames = audio[: len(audio) // n * n].reshape(-1, n).astype(np.float64)
-    power = np.mean(frames**2, axis=1) if len(frames) else np.zeros(1)
-    return 10 * np.log10(np.maximum(power, 1e-12))
-
-
-def voice_present(audio: np.ndarray | None, rate: int, spec: VoiceSpec = VoiceSpec()) -> bool:
-    """Whether a window's audio holds a voice; False for no audio at all.
-
-    Parameters
-    ----------
-    audio : ndarray, shape (samples,) | None
-        One window's mono PCM, float in [-1, 1] (:attr:`preprocessing.windows.Window.audio`).
-    rate : int
-        Sampling rate in Hz.
-    """
-    if audio is None or len(audio) == 0:
-        return False
-    levels = frame_levels(audio, rate, spec.frame_s)
-    background = np.percentile(levels, 10)
-    voiced = (levels > spec.floor_dbfs) & (levels > background + spec.above_background_db)
-    return bool(voiced.mean() >= spec.min_fraction)
+    if rate <= 0 or spec.rate <= 0:
+        raise ValueError(f"Sampling rates must be positive, got {rate} Hz to {spec.rate} Hz.")
+    audio = np.asarray(audio, dtype=np.float32)
+    if rate == spec.rate:
+        return audio.copy()
+    g = math.gcd(rate, spec.rate)
+    return resample_poly(audio, spec.rate // g, rate // g, axis=-1).astype(np.float32)

@@ -32,12 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from preprocessing.audio_features import SAMPLE_RATE, LogMelSpec, MfccSpec, log_mel
+from preprocessing.audio_features import LogMelSpec, MfccSpec, log_mel
 from preprocessing.av_inputs import av_arrays
 from preprocessing.errors import RecordingError
 from preprocessing.faces import CropSpec, FaceBox, FaceDetector, crop_face, whole_image_crop
 from preprocessing.recording import RecordingInfo, probe, read_still
-from preprocessing.voice import voice_present
+from preprocessing.voice import VoiceAudioSpec, voice_audio
 from preprocessing.windows import Window, WindowSpec, read_windows
 
 from .errors import InputError, NoFaceFound, NothingToJudge, NoVoiceFound
@@ -66,9 +66,10 @@ class Mode:
 
     @property
     def outputs(self) -> list[str]:
+        voice = ["VOICE_PRESENT", "VOICED_FRACTION"] if self.voice else []  # the ensemble's voice_activity step decides
         if self.mfcc:
-            return ["EMOTION_PROBS", "MODALITIES_USED"]
-        return ["EMOTION_PROBS"] + ["FACES_USED"] * self.face + ["MODEL_WEIGHTS"] * (self.face and self.voice)
+            return ["EMOTION_PROBS", "MODALITIES_USED", *voice]
+        return ["EMOTION_PROBS"] + ["FACES_USED"] * self.face + ["MODEL_WEIGHTS"] * (self.face and self.voice) + voice
 
 
 MODES = {
@@ -304,13 +305,14 @@ class Analyzer:
             inputs["FACE_PRESENT"] = np.stack([w.face_found for w in batch])  # (B, frames) bool
         if mode.voice:
             model = self.client.model(mode.model)
+            audio = np.stack([w.audio for w in batch])  # (B, samples) float32
             if mode.mfcc:  # as the attention model was trained: AUDIO_PRESENT says whether the window has audio at all
                 arrays = av_arrays(batch, spec=model.settings("mfcc", MfccSpec))
                 inputs["MFCC"], inputs["AUDIO_PRESENT"] = arrays["mfcc"], arrays["audio_present"][:, None]  # (B, 10, 156), (B, 1)
             else:
-                audio = np.stack([w.audio for w in batch])  # (B, samples) float32
                 inputs["LOG_MEL"] = log_mel(audio, model.settings("log_mel", LogMelSpec))  # (B, 64, 156) float32
-                inputs["VOICE_PRESENT"] = np.array([[voice_present(a, self.spec.audio_rate)] for a in audio])  # (B, 1) bool
+            # Whether each window holds a voice is judged in Triton, from its audio at the VAD's rate.
+            inputs["AUDIO_16K"] = voice_audio(audio, self.spec.audio_rate, model.settings("voice_audio", VoiceAudioSpec))  # (B, 57600) float32
         return inputs
 
     def _detect_in_still(self, rgb: np.ndarray) -> list[FaceBox]:
@@ -356,14 +358,13 @@ def _window_result(
     window: Window, mode: Mode, trained: bool, inputs: dict[str, np.ndarray], result: dict[str, np.ndarray], i: int
 ) -> WindowResult:
     """The result of batch item ``i`` of one ensemble request."""
+    voice = bool(result["VOICE_PRESENT"][i, 0]) if mode.voice else None  # the ensemble's voice_activity step
     if mode.mfcc:  # one model over both modalities, which says which it used
-        used = result["MODALITIES_USED"][i]  # [face, voice]
+        used = result["MODALITIES_USED"][i]  # [face, audio]
         faces = int(inputs["FACE_PRESENT"][i].sum()) if used[0] else 0
-        voice = window.audio is not None and voice_present(window.audio, SAMPLE_RATE)
         weights = {mode.sources[0]: 1.0 if used.any() else 0.0}
     else:
         faces = int(result["FACES_USED"][i, 0]) if mode.face else 0
-        voice = bool(inputs["VOICE_PRESENT"][i, 0]) if mode.voice else None
         if "MODEL_WEIGHTS" in result:
             weights = {source: round(float(w), 4) for source, w in zip(mode.sources, result["MODEL_WEIGHTS"][i])}
         else:

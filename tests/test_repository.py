@@ -9,6 +9,7 @@ its ensemble configs, whose answers must equal those of the real server on the p
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +20,17 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 COMMITTED = Path(__file__).resolve().parents[1] / "model_repository"
-NETWORKS = ["av_attention", "av_trial", "eeg_trial", "face_expression", "speech_emotion"]
+NETWORKS = ["av_attention", "av_trial", "eeg_trial", "face_expression", "speech_emotion", "voice_activity"]
 GLUE = ["av_attention_gate", "av_late_fusion", "face_window_pool", "speech_gate", "trial_fusion"]
 ENSEMBLES = {
     "emotion_face": (["face_expression", "face_window_pool"], "angry disgust fear happy sad surprise neutral", "real"),
-    "emotion_speech": (["speech_emotion", "speech_gate"], "neutral calm happy sad angry fearful disgust surprised", "real"),
+    "emotion_speech": (["speech_emotion", "voice_activity", "speech_gate"], "neutral calm happy sad angry fearful disgust surprised", "real"),
     "emotion_av": (
-        ["face_expression", "face_window_pool", "speech_emotion", "av_late_fusion"],
+        ["face_expression", "face_window_pool", "speech_emotion", "voice_activity", "av_late_fusion"],
         "neutral happy sad angry fearful disgust surprised",
         "real",
     ),
-    "emotion_av_attention": (["av_attention", "av_attention_gate"], "neutral calm happy sad angry", "synthetic"),
+    "emotion_av_attention": (["voice_activity", "av_attention", "av_attention_gate"], "neutral calm happy sad angry", "synthetic"),
     "emotion_av_eeg": (["av_trial", "eeg_trial", "trial_fusion"], "neutral calm happy sad angry", "synthetic"),
 }
 _NUMPY = {"TYPE_UINT8": np.uint8, "TYPE_FP32": np.float32, "TYPE_BOOL": np.bool_, "TYPE_INT32": np.int32}
@@ -87,6 +88,19 @@ def test_inputs_carry_the_settings_to_make_them(repository: Path) -> None:
     assert "window_s=5.25" in eeg["eeg"].string_value and len(eeg["channels"].string_value.split(",")) > 1
 
 
+@pytest.mark.parametrize("ensemble", ["emotion_speech", "emotion_av", "emotion_av_attention"])
+def test_listening_ensembles_take_16_khz_audio_and_say_how_to_make_it(repository: Path, ensemble: str) -> None:
+    """A batch client sending its own tensors learns from the config alone what AUDIO_16K is."""
+    c = config(repository, ensemble)
+    (audio,) = (t for t in c.input if t.name == "AUDIO_16K")
+    assert (model_config_pb2.DataType.Name(audio.data_type), list(audio.dims)) == ("TYPE_FP32", [57_600])
+    assert "VOICE_PRESENT" not in [t.name for t in c.input], "the ensemble decides, not the client"
+    assert {"VOICE_PRESENT", "VOICED_FRACTION"} <= {t.name for t in c.output}
+    assert c.parameters["voice_audio"].string_value == "rate=16000"
+    text = (repository / ensemble / "config.pbtxt").read_text()
+    assert "# AUDIO_16K: the window's mono audio resampled to 16 kHz" in text and "# VOICED_FRACTION: " in text
+
+
 def test_native_onnx_files_match_their_configs(native_repository: Path) -> None:
     """What Triton's ONNX Runtime backend checks at load: names, types and dims of every tensor."""
     for name in [*NETWORKS, *GLUE]:
@@ -137,6 +151,24 @@ def test_native_runtime_answers_as_the_python_runtime_does(native_repository: Pa
     for name, value in served.items():
         np.testing.assert_allclose(native[name], value, atol=1e-5, err_msg=f"{ensemble}.{name}")
     assert any(v.any() for v in served.values())
+
+
+@pytest.mark.parametrize("ensemble", sorted(ENSEMBLES))
+def test_every_request_with_the_answer_is_served(repository: Path, client, ensemble: str) -> None:
+    """A client may ask for any of an ensemble's outputs beside its answer (EMOTION_PROBS, or
+    TRIAL_PROBS): Triton then prunes the steps it does not need, which deadlocks where an
+    ensemble output also feeds a step (export.graphs.SpeechGate says why none new does)."""
+    c = config(repository, ensemble)
+    names = [t.name for t in c.output]
+    answer = "TRIAL_PROBS" if "TRIAL_PROBS" in names else "EMOTION_PROBS"
+    inputs = _inputs(c, np.random.default_rng(0), batch=2)
+    full = client.infer(ensemble, inputs, names)
+    others = [n for n in names if n != answer]
+    for r in range(len(others) + 1):
+        for extra in itertools.combinations(others, r):
+            got = client.infer(ensemble, inputs, [answer, *extra])
+            for name, value in got.items():
+                np.testing.assert_array_equal(value, full[name], err_msg=f"{ensemble}: {name} asked with {extra}")
 
 
 def test_gpu_configs_put_networks_on_the_gpu(served_models: list, tmp_path: Path) -> None:
