@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import soundfile
 
-__all__ = ["SampleSpec", "astronaut_face", "speech", "write_sample_video"]
+__all__ = ["SampleSpec", "astronaut_face", "repeat_video", "speech", "write_sample_video"]
 
 DEFAULT_SPEECH = "Kids are talking by the door. I am so happy to see you all today. What a wonderful surprise."
 
@@ -107,8 +107,33 @@ def _frame_times(spec: SampleSpec) -> np.ndarray:
 
 
 def write_sample_video(path: str | Path, spec: SampleSpec = SampleSpec(), *, seed: int = 0) -> Path:
-    """Write a synthetic video (MP4 for libx264, any container PyAV infers from the suffix)."""
+    """Write a synthetic video (MP4 for libx264, any container PyAV infers from the suffix).
+
+    Missing folders on the way are created. The file appears whole or not at all: it is written
+    beside ``path`` under a temporary name and renamed at the end.
+
+    Raises
+    ------
+    OSError
+        The folder cannot be created or written (no permission, disk full, a file in the way).
+    """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = _part(path)
+    try:
+        _write_sample(part, spec, seed)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return part.replace(path)
+
+
+def _part(path: Path) -> Path:
+    """Where ``path`` is written before it is complete; same suffix, so PyAV picks the same container."""
+    return path.with_name(f".{path.stem}.part{path.suffix}")
+
+
+def _write_sample(path: Path, spec: SampleSpec, seed: int) -> None:
     rng = np.random.default_rng(seed)
     face = astronaut_face()
     face = cv2.resize(face, (round(face.shape[1] * spec.face_height / face.shape[0]), spec.face_height), interpolation=cv2.INTER_AREA)
@@ -135,7 +160,50 @@ def write_sample_video(path: str | Path, spec: SampleSpec = SampleSpec(), *, see
         if audio is not None:
             _write_audio(out, audio, samples, written, len(samples))
             out.mux(audio.encode())
-    return path
+
+
+def repeat_video(source: str | Path, times: int, path: str | Path) -> Path:
+    """Write ``source`` played ``times`` times in a row to ``path``, without re-encoding.
+
+    The packets are copied (remuxed) with their timestamps shifted by the source's length per
+    repeat, so an hour-long file is made in seconds from a one-minute one and decodes as a real
+    recording of ``times`` times the length. Atomic, as :func:`write_sample_video`.
+    """
+    source, path = Path(source), Path(path)
+    length = _stream_lengths(source)
+    part = _part(path)
+    try:
+        with av.open(str(part), "w") as out:
+            with av.open(str(source)) as src:
+                streams = {s.index: out.add_stream_from_template(s) for s in src.streams if s.index in length}
+            for i in range(times):
+                with av.open(str(source)) as src:
+                    for packet in src.demux():
+                        if packet.dts is None or packet.stream.index not in streams:
+                            continue  # the demuxer's end-of-stream flush packets carry nothing
+                        shift = i * length[packet.stream.index]
+                        packet.dts += shift
+                        if packet.pts is not None:
+                            packet.pts += shift
+                        packet.stream = streams[packet.stream.index]
+                        out.mux(packet)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return part.replace(path)
+
+
+def _stream_lengths(path: Path) -> dict[int, int]:
+    """Each stream's span, from its first packet to the end of its last, in its own time base."""
+    first: dict[int, int] = {}
+    end: dict[int, int] = {}
+    with av.open(str(path)) as src:
+        for packet in src.demux():
+            if packet.dts is not None:
+                i = packet.stream.index
+                first.setdefault(i, packet.dts)
+                end[i] = max(end.get(i, packet.dts), packet.dts + (packet.duration or 0))
+    return {i: end[i] - first[i] for i in end}
 
 
 def _tone(spec: SampleSpec) -> np.ndarray:

@@ -282,16 +282,22 @@ class Analyzer:
         crop = (model.settings("crop", CropSpec) if mode.mfcc else FACE_CROP) if mode.face else None
         reader = read_windows(info, self.spec, crop=crop, detector=self.detector if mode.face else None, wav_path=wav)
         timeline = Timeline(mode.model, model.labels, model.trained, mode.name)
-        pending: list[tuple[list[Window], dict[str, np.ndarray], Future]] = []
-        for batch in _batches(reader, BATCH_WINDOWS):
-            inputs = self.inputs(mode, batch)
-            pending.append((batch, inputs, self.client.submit(mode.model, inputs, mode.outputs)))
-            if progress is not None:
-                progress(Progress("windows", batch[-1].index + 1, len(reader)))
-        for batch, inputs, future in pending:
-            result = future.result()
-            for i, window in enumerate(batch):
-                timeline.windows.append(_window_result(window, mode, model.trained, inputs, result, i))
+        # Only the requests not yet answered keep their windows and tensors: the client's
+        # in-flight limit (submit blocks beyond it) plus those answered since the last look,
+        # however long the recording. Each answer becomes small per-window results at once.
+        sent: list[_Sent] = []
+        batches = _batches(reader, BATCH_WINDOWS)
+        try:
+            for batch in batches:
+                inputs = self.inputs(mode, batch)
+                sent.append((batch, inputs, self.client.submit(mode.model, inputs, mode.outputs)))
+                sent = _collect(sent, timeline, mode, model.trained)
+                if progress is not None:
+                    progress(Progress("windows", batch[-1].index + 1, len(reader)))
+        finally:
+            batches.close()  # a failed answer stops decoding (and the .wav) now, not when its traceback goes
+        sent = _collect(sent, timeline, mode, model.trained, wait=True)
+        timeline.windows.sort(key=lambda w: w.index)  # answers may come back out of order
         if not any(w.judged for w in timeline.windows):
             raise _nothing_to_judge(info, mode, len(timeline.windows))
         files = {"audio": wav} if wav is not None else {}
@@ -389,6 +395,25 @@ def _nothing_to_judge(info: RecordingInfo, mode: Mode, windows: int) -> NothingT
     if mode.name == "audio":
         return NoVoiceFound(f"{name}: no voice was heard in any of its {windows} windows.")
     return NothingToJudge(f"{name}: none of its {windows} windows shows a face or holds a voice.")
+
+
+#: A request sent to Triton and not yet turned into results: its windows, its input tensors, its answer.
+_Sent = tuple[list[Window], dict[str, np.ndarray], Future[dict[str, np.ndarray]]]
+
+
+def _collect(sent: list[_Sent], timeline: Timeline, mode: Mode, trained: bool, *, wait: bool = False) -> list[_Sent]:
+    """Append the results of the answered requests of ``sent`` to ``timeline`` and return the
+    others, whose windows and tensors are then the only ones still held; ``wait``: every request
+    is waited for. An answer that is an error is raised (an :class:`UpstreamError`)."""
+    waiting = []
+    for batch, inputs, future in sent:
+        if wait or future.done():
+            result = future.result()
+            for i, window in enumerate(batch):
+                timeline.windows.append(_window_result(window, mode, trained, inputs, result, i))
+        else:
+            waiting.append((batch, inputs, future))
+    return waiting
 
 
 def _batches(windows: Iterable[Window], size: int) -> Iterator[list[Window]]:
