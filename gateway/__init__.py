@@ -3,19 +3,21 @@
 It reaches the models only through Triton, via :mod:`serving`; it never imports torch, ``models``,
 ``training`` or ``export`` (checked by import-linter, see pyproject.toml). Run it with gunicorn::
 
-    gunicorn "gateway:create_app()"          # settings from the environment: gateway.config
+    gunicorn -c gateway/gunicorn_conf.py     # gateway:create_app(), settings from the environment: gateway.config
 
-One module per concern: ``auth`` (sign up, in, out), ``history`` (the home page), ``health``
-(``/healthz``, ``/readyz``), ``api`` (``/api/v1/``, bearer tokens); ``models`` and ``db`` (the
-database and its migrations), ``storage`` (users' files), ``accounts``, ``tokens`` and ``limits``
-(the rules behind the pages), ``security``, ``logs`` and ``failures`` (what every request gets).
+One module per concern: ``auth`` (sign up, in, out), ``history`` (the home page), ``settings``
+(password, API tokens, retention, export, deleting the account), ``about`` (what the models can and
+cannot tell), ``health`` (``/healthz``, ``/readyz``), ``metrics`` (``/metrics``), ``api``
+(``/api/v1/``, bearer tokens); ``models`` and ``db`` (the database and its migrations), ``storage``
+(users' files), ``accounts``, ``sessions``, ``tokens``, ``limits``, ``retention`` and ``archive`` (the
+rules behind the pages), ``security``, ``logs`` and ``failures`` (what every request gets).
 """
 
 from __future__ import annotations
 
 from flask import Flask
 
-from . import api, auth, current, db, failures, health, history, logs, security
+from . import about, api, auth, current, db, failures, health, history, logs, metrics, security, settings
 from .config import Config
 
 __all__ = ["Config", "create_app"]
@@ -34,6 +36,7 @@ def create_app(config: Config | None = None) -> Flask:
     if config.migrate:
         db.upgrade(engine)
     logs.init_app(app)  # first: its request id must exist before any other check can refuse a request
+    metrics.init_app(app)  # next: a request refused by any later check is still counted
     current.init_app(app, config)
     db.init_app(app, engine)
     security.init_app(app, config)
@@ -43,4 +46,8 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
     security.csrf.exempt(api.bp)
+    app.register_blueprint(settings.bp)
+    app.register_blueprint(settings.api_bp)
+    security.csrf.exempt(settings.api_bp)  # bearer tokens, never cookies, as for api.bp
+    app.register_blueprint(about.bp)
     return app

@@ -23,7 +23,7 @@ from flask import (
 from flask_login import LoginManager, current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
-from . import accounts, current, limits
+from . import accounts, current, limits, sessions
 from .db import get_session
 from .errors import SignUpRefused, TooManyAttempts
 from .models import User
@@ -47,8 +47,8 @@ def init_app(app: Flask) -> None:
 
 
 @login_manager.user_loader
-def _load_user(user_id: str) -> User | None:
-    return get_session().get(User, int(user_id)) if user_id.isdigit() else None
+def _load_user(session_id: str) -> User | None:
+    return sessions.user_for_session_id(get_session(), session_id)  # None once the password changed
 
 
 @bp.route("/sign-up", methods=("GET", "POST"))

@@ -21,6 +21,10 @@ variable                       default                               what it set
 ``EMOFUSE_PROXY_HOPS``         ``0``                                 reverse proxies in front whose
                                                                      ``X-Forwarded-For``/``-Proto`` are trusted
 ``EMOFUSE_MIGRATE``            ``1``                                 ``0``: do not apply database migrations at start
+``EMOFUSE_MODEL_REPOSITORY``   ``model_repository``                  the served Triton repository, whose model cards
+                                                                     ``/about`` reads
+``EMOFUSE_METRICS_TOKEN``      unset                                 when set, ``/metrics`` answers only requests
+                                                                     with ``Authorization: Bearer TOKEN``
 =============================  ====================================  ==============================================
 
 Sign-in limits (failed attempts per 15 minutes: 5 per account, 20 per client address; sign-ups:
@@ -68,6 +72,8 @@ class Config:
     https: bool = False
     proxy_hops: int = 0
     migrate: bool = True
+    model_repository: Path = Path("model_repository")
+    metrics_token: str | None = None  # a Prometheus server's bearer token; unset: /metrics is open
     signin_max_per_account: int = 5  # guessing stays hopeless; a person mistyping five times waits
     signin_max_per_address: int = 20  # a shared office address may hold several people
     signin_window_s: int = 15 * 60
@@ -117,6 +123,8 @@ class Config:
             https=_flag(environ, "EMOFUSE_HTTPS", False),
             proxy_hops=_number(environ, "EMOFUSE_PROXY_HOPS", 0, int, minimum=0),
             migrate=_flag(environ, "EMOFUSE_MIGRATE", True),
+            model_repository=Path(environ.get("EMOFUSE_MODEL_REPOSITORY") or "model_repository"),
+            metrics_token=environ.get("EMOFUSE_METRICS_TOKEN") or None,
         )
 
 

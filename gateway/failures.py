@@ -25,6 +25,7 @@ from serving.errors import InputError, UpstreamError
 
 from .api import PREFIX
 from .errors import ApiError
+from .metrics import count_failure
 
 __all__ = ["CSRF_FAILED", "init_app"]
 
@@ -61,6 +62,7 @@ def _unexpected(err: Exception) -> Response:
 
 
 def _answer(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    count_failure(code, source="request")
     if _wants_json():
         body = {"error": {"code": code, "message": message}}
         response = Response(json.dumps(body), status=status, mimetype="application/json")

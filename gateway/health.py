@@ -9,6 +9,7 @@
 
 - **database**: a connection opens and the schema is at the newest migration;
 - **storage**: a file can be written, read and deleted in the data directory;
+- **queue** (only when ``REDIS_URL`` is set): Redis answers a ``PING`` within the probe's timeout;
 - **triton** (only when ``TRITON_URL`` is set): every ensemble the gateway calls is READY,
   asked with a fresh :class:`serving.EmotionClient` each time (a client caches what it learnt,
   so a kept one would go on answering READY for a server that went away).
@@ -23,6 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from flask import Blueprint, current_app
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -60,6 +62,8 @@ def healthz() -> dict[str, str]:
 @bp.get("/readyz")
 def readyz() -> tuple[dict[str, Any], int]:
     checks: dict[str, Callable[[], Check]] = {"database": _database, "storage": _storage}
+    if current.config().redis_url:
+        checks["queue"] = _queue
     if current.config().triton_url:
         checks["triton"] = _triton
     results = {name: _run(name, check) for name, check in checks.items()}
@@ -92,6 +96,22 @@ def _storage() -> Check:
         current.storage().check()
     except StorageError as err:
         raise _NotReady("The data directory cannot be written.") from err
+    return {}
+
+
+def _queue() -> Check:
+    config = current.config()
+    timeout = config.readiness_timeout_s
+    try:
+        client = redis.Redis.from_url(config.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    except ValueError as err:  # a URL redis-py cannot read
+        raise _NotReady("REDIS_URL is not a Redis URL (redis://HOST:PORT/DB).") from err
+    try:
+        client.ping()
+    except redis.RedisError as err:
+        raise _NotReady("The job queue (Redis) cannot be reached.") from err
+    finally:
+        client.close()
     return {}
 
 

@@ -20,6 +20,7 @@ The schema is made by the Alembic migrations in ``gateway/migrations/``, never b
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import datetime, timezone
 from typing import Any
 
@@ -53,12 +54,17 @@ __all__ = [
     "User",
     "Verdict",
     "Window",
+    "new_session_token",
     "utcnow",
 ]
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def new_session_token() -> str:
+    return secrets.token_hex(16)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -131,10 +137,17 @@ class User(UserMixin, Base):
     email: Mapped[str] = mapped_column(String(254), unique=True)  # lower-cased: see gateway.accounts
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Part of every session's id (get_id): a new one, made when the password changes, ends the others.
+    session_token: Mapped[str] = mapped_column(String(32), default=new_session_token)
+    retention_days: Mapped[int | None]  # uploads older than this are deleted (gateway.retention); None: kept
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan", passive_deletes=True)
     recordings: Mapped[list[Recording]] = relationship(back_populates="user", cascade="all, delete-orphan",
                                                        passive_deletes=True)  # fmt: skip
+
+    def get_id(self) -> str:
+        """What Flask-Login keeps in the session cookie: ``ID:SESSION_TOKEN`` (see :mod:`gateway.sessions`)."""
+        return f"{self.id}:{self.session_token}"
 
 
 class ApiToken(Base):

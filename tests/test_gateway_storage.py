@@ -107,7 +107,7 @@ def _owned_counts(session: Session, user_id: int) -> dict[str, int]:
 def test_migrations_make_exactly_the_models_schema(engine: Engine) -> None:
     """`alembic upgrade head` gives the schema the models describe: no table, column, index,
     key or type differs (autogenerate finds nothing to write)."""
-    assert current_revision(engine) == head_revision() == "0001"
+    assert current_revision(engine) == head_revision()  # one head: a second branch of revisions fails here
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata)
     assert differences == []
