@@ -49,7 +49,7 @@ from tritonclient.utils import InferenceServerException
 
 from preprocessing.trial import read_trial_manifest
 
-from serving.errors import InputError, ModelError, TritonUnavailable, UpstreamError
+from serving.errors import InputError, ModelError, OutputError, TritonUnavailable, UpstreamError
 from serving.analysis import MODES, Analyzer
 from serving.trials import TRIAL_MODEL, TrialAnalyzer
 from serving.triton_client import DEFAULT_IN_FLIGHT, EmotionClient
@@ -321,7 +321,7 @@ class Worker:
         start = time.perf_counter()
         try:
             line = KINDS[job.kind].run(job, self)
-        except InputError as err:
+        except (InputError, OutputError) as err:
             line = {"error": str(err)}
         except ModelError as err:  # the job's own fault only while Triton is still ready: it refuses requests while it stops
             if not _triton_ready(self.settings.url):

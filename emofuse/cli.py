@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -27,7 +26,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from serving.errors import EmofuseError, InputError
+from serving.errors import EmofuseError, InputError, OutputError
+from serving.outputs import writing_into
 
 log = logging.getLogger("emofuse")
 
@@ -61,65 +61,28 @@ def triton_url(args: argparse.Namespace) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def output_folder(path: Path, *, option: str = "with --out") -> Iterator[Path]:
+def output_folder(path: Path, *, how: str = "with --out") -> Iterator[Path]:
     """``path`` as a folder that results can be written into: created if missing, and checked by
     writing a file there, so that a folder that cannot be written stops the command before any
-    work, with an InputError naming it. The folders made here are removed again if the command
-    fails and they stayed empty. ``option`` ends the advice: how to choose another folder.
+    work. Any write fault, then or later, is one InputError naming the folder; ``how`` ends its
+    advice (how to choose another folder). The folders made here are removed again if the
+    command fails and they stayed empty.
     """
     made = [folder for folder in (path, *path.parents) if not folder.exists()]  # deepest first
     try:
         try:
-            path.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=path):
-                pass
-        except OSError as err:
-            raise InputError(cannot_write(path, err, option)) from err
-        yield path
+            with writing_into(path):
+                path.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryFile(dir=path):
+                    pass
+            yield path
+        except OutputError as err:
+            raise InputError(err.describe(how)) from err
     except BaseException:
         for folder in made:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only if empty: what it holds is not ours to remove
         raise
-
-
-@contextlib.contextmanager
-def writing_into(path: Path, *, option: str = "with --out") -> Iterator[None]:
-    """Faults writing results into ``path`` (disk full, file too large, folder gone) as one
-    InputError naming the folder, instead of a traceback from whichever writer met them."""
-    import soundfile  # the .wav writer's errors carry no errno
-
-    try:
-        yield
-    except (OSError, soundfile.SoundFileError) as err:
-        raise InputError(cannot_write(path, err, option)) from err
-
-
-def cannot_write(path: Path, err: Exception, option: str) -> str:
-    """One line saying why results cannot be written into the folder ``path``, and what to do."""
-    blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
-    # libsndfile (the .wav writer) says only "System error.": a small write of our own asks the OS.
-    fault = err if isinstance(err, OSError) and err.errno else _write_fault(path)
-    if blocking is not None:
-        reason, full = f"{blocking} is a file, not a folder", False
-    elif fault is not None:
-        reason, full = fault.strerror or str(fault), fault.errno in (errno.ENOSPC, errno.EDQUOT)
-    else:  # the space freed by removing the partial results let the small write through
-        reason, full = f"a write failed: {err}".rstrip("."), True
-    advice = "free space there or choose another folder" if full else "choose another folder"
-    return f"cannot write into {path} ({reason}); {advice} {option}."
-
-
-def _write_fault(path: Path) -> OSError | None:
-    """The OS's error for writing 1 MiB into the folder ``path``, or None if that works."""
-    try:
-        with tempfile.TemporaryFile(dir=path) as probe:
-            probe.write(bytes(1 << 20))
-            probe.flush()
-            os.fsync(probe.fileno())
-    except OSError as err:
-        return err
-    return None
 
 
 def cmd_repo_build(args: argparse.Namespace) -> int:
@@ -201,7 +164,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     spec = WindowSpec(hop_s=args.hop) if args.hop else WindowSpec()
     # The output folder is checked before Triton starts; write faults later name it too.
-    with output_folder(args.out) as out, triton_url(args) as url, EmotionClient(url) as client, writing_into(out):
+    with output_folder(args.out) as out, triton_url(args) as url, EmotionClient(url) as client:
         result = Analyzer(client, spec=spec).analyze(
             args.recording,
             out,
@@ -220,6 +183,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"{result.recording.path.name}: {summary}")
         for kind, path in result.files.items():
             print(f"  {kind}: {path}")
+        for kind, reason in result.failures.items():
+            print(f"  {kind}: not written: {reason}")
     return 0
 
 
@@ -245,7 +210,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from preprocessing.synthesis import SampleSpec, write_sample_video
 
     folder = args.path.parent
-    with output_folder(folder, option="for the sample"), writing_into(folder, option="for the sample"):
+    with output_folder(folder, how="for the sample"), writing_into(folder):
         path = write_sample_video(args.path, SampleSpec(duration_s=args.duration))
     print(f"Sample video written to {path}")
     return 0
@@ -348,6 +313,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("options", nargs=argparse.REMAINDER, help="the trainer's own options (--data PATH --out DIR ...)")
     train.set_defaults(run=cmd_train)
 
+
     sample = commands.add_parser("sample", help="write a sample video")
     sample.add_argument("path", type=Path, help="the .mp4 to write; missing folders on the way are created")
     sample.add_argument("--duration", type=float, default=12.0, help="seconds (default: %(default)s)")
@@ -362,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     try:
         return args.run(args)
-    except InputError as err:
+    except (InputError, OutputError) as err:  # the caller can fix it: another file, folder or option
         print(f"emofuse: error: {err}", file=sys.stderr)
         return EXIT_INPUT
     except EmofuseError as err:

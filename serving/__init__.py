@@ -11,8 +11,8 @@ Its small public surface::
 Every front end shares it: the ``emofuse`` command and its batch pool, and the web gateway. It
 imports numpy, PyAV, OpenCV and tritonclient, never torch, ``models``, ``training`` or ``export``
 (import-linter checks it; see pyproject.toml). Every error it raises is a :class:`EmofuseError`:
-:class:`InputError` when the caller must change the recording, :class:`UpstreamError` when Triton
-cannot answer.
+:class:`InputError` when the caller must change the recording, :class:`OutputError` when the
+results cannot be written, :class:`UpstreamError` when Triton cannot answer.
 """
 
 from .analysis import MODES, Analysis, Analyzer, Progress
@@ -23,6 +23,7 @@ from .errors import (
     NoFaceFound,
     NothingToJudge,
     NoVoiceFound,
+    OutputError,
     TritonTimeout,
     TritonUnavailable,
     UpstreamError,
@@ -43,6 +44,7 @@ __all__ = [
     "NoFaceFound",
     "NoVoiceFound",
     "NothingToJudge",
+    "OutputError",
     "Progress",
     "Timeline",
     "TrialAnalyzer",

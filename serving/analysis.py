@@ -41,6 +41,7 @@ from preprocessing.voice import VoiceAudioSpec, voice_audio
 from preprocessing.windows import Window, WindowSpec, read_windows
 
 from .errors import InputError, NoFaceFound, NothingToJudge, NoVoiceFound
+from .outputs import writing_into
 from .render import render_image, render_video
 from .timeline import Timeline, WindowResult
 from .triton_client import EmotionClient, ModelInfo
@@ -213,6 +214,8 @@ class Analyzer:
         ------
         InputError
             The recording cannot be analysed (unreadable, unsupported, nothing to judge).
+        OutputError
+            The results cannot be written into ``out_dir`` (disk full, read-only, not a folder).
         UpstreamError
             Triton could not answer.
         """
@@ -223,17 +226,18 @@ class Analyzer:
             raise InputError(str(err)) from err
         chosen = choose_mode(info, mode)
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".emofuse-", dir=out_dir))
-        try:
-            analysis = self._analyze(info, chosen, staging, safe_stem(path), whole_image, render, progress)
-            for kind, file in analysis.files.items():
-                analysis.files[kind] = file.replace(out_dir / file.name)
-            return analysis
-        except RecordingError as err:
-            raise InputError(str(err)) from err
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        with writing_into(out_dir):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".emofuse-", dir=out_dir))
+            try:
+                analysis = self._analyze(info, chosen, staging, safe_stem(path), whole_image, render, progress)
+                for kind, file in analysis.files.items():
+                    analysis.files[kind] = file.replace(out_dir / file.name)
+                return analysis
+            except RecordingError as err:
+                raise InputError(str(err)) from err
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
 
     def _analyze(
         self, info: RecordingInfo, mode: Mode, staging: Path, stem: str, whole_image: bool, render: bool, progress: ProgressCallback | None
@@ -254,19 +258,8 @@ class Analyzer:
 
     @staticmethod
     def _render(analysis: Analysis, video: Path, progress: ProgressCallback | None) -> None:
-        """Write the annotated copy; a failure is recorded in ``analysis.failures``, never raised:
-        the timeline is complete, and whatever went wrong in the copy must not cost it."""
         report = None if progress is None else (lambda f: progress(Progress("video", f, 1.0)))
-        try:
-            render_video(analysis.recording, analysis.timeline, video, progress=report)
-        except Exception as err:  # any fault of the copy (FFmpeg, disk full, a bug): the copy only
-            video.unlink(missing_ok=True)
-            reason = f"{type(err).__name__}: {getattr(err, 'strerror', None) or err}"  # strerror: without the staging path
-            analysis.failures["video"] = f"the annotated copy could not be written ({reason})."
-            log.warning("%s: the annotated copy could not be written (%s); the timeline is kept.", analysis.recording.path.name, reason)
-            log.debug("annotated copy of %s", analysis.recording.path, exc_info=True)
-        else:
-            analysis.files["video"] = video
+        _write_copy(analysis, "video", video, lambda: render_video(analysis.recording, analysis.timeline, video, progress=report))
 
     def _model(self, mode: Mode) -> ModelInfo:
         model = self.client.model(mode.model)
@@ -355,9 +348,24 @@ class Analyzer:
         faces = [{"box": [round(v, 1) for v in box]} for box in boxes]
         analysis = Analysis(info, timeline, faces=faces)
         if out is not None:
-            render_image(rgb, boxes, [timeline.caption(w) for w in timeline.windows], out)
-            analysis.files["image"] = out
+            _write_copy(analysis, "image", out, lambda: render_image(rgb, boxes, [timeline.caption(w) for w in timeline.windows], out))
         return analysis
+
+
+def _write_copy(analysis: Analysis, kind: str, path: Path, write: Callable[[], None]) -> None:
+    """Write the annotated copy ``kind`` ('video' or 'image') to ``path`` with ``write``; a
+    failure is recorded in ``analysis.failures``, never raised: the timeline is complete, and
+    whatever went wrong in the copy must not cost it."""
+    try:
+        write()
+    except Exception as err:  # any fault of the copy (FFmpeg, disk full, a bug): the copy only
+        path.unlink(missing_ok=True)
+        reason = f"{type(err).__name__}: {getattr(err, 'strerror', None) or err}"  # strerror: without the staging path
+        analysis.failures[kind] = f"the annotated copy could not be written ({reason})."
+        log.warning("%s: the annotated copy could not be written (%s); the timeline is kept.", analysis.recording.path.name, reason)
+        log.debug("annotated copy of %s", analysis.recording.path, exc_info=True)
+    else:
+        analysis.files[kind] = path
 
 
 def _window_result(
@@ -382,7 +390,8 @@ def _window_result(
     else:
         status, probs = "ok", result["EMOTION_PROBS"][i]
     frames = len(window.face_found) if mode.face else 0
-    return WindowResult(window.index, window.start_s, window.end_s, status, probs, faces, frames, voice, weights)
+    voiced = float(result["VOICED_FRACTION"][i, 0]) if mode.voice else None
+    return WindowResult(window.index, window.start_s, window.end_s, status, probs, faces, frames, voice, weights, voiced)
 
 
 _NOTHING = {"face": "no_face", "audio": "no_voice", "av": "no_face_or_voice", "attention": "no_face_or_voice"}

@@ -7,6 +7,7 @@ Hierarchy::
       |   + NothingToJudge    no window holds what the models look at
       |       - NoFaceFound   ... a face (face mode)
       |       - NoVoiceFound  ... a voice (audio mode)
+      + OutputError           the results cannot be written where asked: free space or choose another place
       + UpstreamError         the model server cannot answer: retry later, or tell an operator
           - TritonUnavailable not running, not reachable, or failed to start
           - TritonTimeout     no answer within the client timeout
@@ -15,6 +16,8 @@ Hierarchy::
 
 from __future__ import annotations
 
+from pathlib import Path
+
 __all__ = [
     "EmofuseError",
     "InputError",
@@ -22,6 +25,7 @@ __all__ = [
     "NoFaceFound",
     "NoVoiceFound",
     "NothingToJudge",
+    "OutputError",
     "TritonTimeout",
     "TritonUnavailable",
     "UpstreamError",
@@ -46,6 +50,28 @@ class NoFaceFound(NothingToJudge):
 
 class NoVoiceFound(NothingToJudge):
     """No window of the recording holds a voice, so the speech model has nothing to judge."""
+
+
+class OutputError(EmofuseError):
+    """The results cannot be written into ``folder``: disk full, read-only, a file in the way.
+
+    Attributes
+    ----------
+    folder : Path
+    reason : str
+        What the system said, e.g. 'No space left on device'.
+    full : bool
+        Whether freeing space there would help.
+    """
+
+    def __init__(self, folder: Path, reason: str, *, full: bool) -> None:
+        self.folder, self.reason, self.full = folder, reason, full
+        super().__init__(self.describe())
+
+    def describe(self, how: str = "") -> str:
+        """The one-line message; ``how`` says how to choose another folder (e.g. 'with --out')."""
+        advice = "free space there or choose another folder" if self.full else "choose another folder"
+        return f"cannot write into {self.folder} ({self.reason}); {advice}{' ' + how if how else ''}."
 
 
 class UpstreamError(EmofuseError):

@@ -37,6 +37,9 @@ class WindowResult:
         Whether the window holds a voice; None when the mode does not listen.
     weights : dict of str to float
         Weight of each model ('face_expression', 'speech_emotion') in the answer; 0 for one with nothing to judge.
+    voiced_fraction : float | None
+        Share of the window's 32 ms chunks that the voice-activity model heard as speech; None
+        when the mode does not listen.
     """
 
     index: int
@@ -48,6 +51,7 @@ class WindowResult:
     frames: int
     voice: bool | None = None
     weights: dict[str, float] = field(default_factory=dict)
+    voiced_fraction: float | None = None
 
     @property
     def judged(self) -> bool:
@@ -142,6 +146,7 @@ class Timeline:
                     "face_frames": w.face_frames,
                     "frames": w.frames,
                     "voice_found": w.voice,
+                    "voiced_fraction": None if w.voiced_fraction is None else round(w.voiced_fraction, 3),
                     "models": w.weights,
                 }
                 for w in self.windows

@@ -95,6 +95,7 @@ def test_voice_answers_alone_where_the_face_is_missing(half_face_video, client, 
     assert first["face_found"] and first["voice_found"] and 0 < first["models"]["face_expression"] < 1
     assert second["status"] == "ok" and second["label"] in result["labels"]
     assert second["face_found"] is False and second["voice_found"] is True
+    assert 0.25 <= second["voiced_fraction"] <= 1, "the voice-activity model heard speech in the window"
     assert second["models"] == {"face_expression": 0.0, "speech_emotion": 1.0}
     assert analysis.timeline.caption(analysis.timeline.windows[1]).endswith("(voice only)")
 

@@ -24,7 +24,6 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import soundfile
 
 import preprocessing.windows
 import serving.analysis
@@ -32,7 +31,7 @@ from preprocessing.recording import probe
 from preprocessing.synthesis import SampleSpec, write_sample_video
 from preprocessing.windows import Window, WindowReader
 from serving.analysis import Analyzer
-from serving.errors import InputError
+from serving.errors import InputError, OutputError
 
 EMOFUSE = Path(sys.executable).with_name("emofuse")  # the installed command, as a user runs it
 
@@ -145,11 +144,13 @@ def test_out_past_a_file_size_limit(face_video: Path, triton, tmp_path: Path) ->
 
 
 def test_library_leaves_nothing_on_a_full_disk(face_video: Path, client, tmpfs) -> None:
-    """The library raises the writer's own error (the command names the folder) and removes its
-    partial files; the folder it was given stays, empty."""
+    """The library raises an OutputError naming the folder and removes its partial files; the
+    folder it was given stays, empty."""
     disk = tmpfs("full", "size=256k")
-    with pytest.raises((OSError, soundfile.SoundFileError)):
+    with pytest.raises(OutputError) as caught:
         Analyzer(client).analyze(face_video, disk / "results", render=False)
+    assert caught.value.full and caught.value.folder == disk / "results"
+    assert str(caught.value) == f"cannot write into {disk / 'results'} (No space left on device); free space there or choose another folder."
     assert files_under(disk) == [disk / "results"]
 
 

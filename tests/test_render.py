@@ -170,3 +170,23 @@ def test_batch_keeps_the_timeline_when_the_copy_fails(silent_video, triton, copy
     assert "File too large" in line["failures"]["video"] and set(line["files"]) == {"timeline"}
     assert "annotated copy failed" in run.stderr and "unexpected failure" not in run.stderr
     assert Path(results.parent / line["files"]["timeline"]).is_file()
+
+
+def test_failed_image_copy_keeps_the_faces(triton, tmp_path) -> None:
+    """A photo's annotated copy that cannot be written (past a file-size limit, as on a full
+    disk) is reported beside the faces' results, which are kept."""
+    from skimage import data
+
+    image = tmp_path / "astronaut.png"
+    cv2.imwrite(str(image), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    assert image.stat().st_size > 4 * LIMIT, "the limit stops the copy and nothing else"
+    run = subprocess.run(
+        [sys.executable, "-m", "emofuse.cli", "analyze", str(image), "--json", "--out", str(tmp_path / "out"), "--triton", triton.grpc_url],
+        capture_output=True, text=True, timeout=300, preexec_fn=_file_size_limit(LIMIT),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    result = json.loads(run.stdout)
+    assert "image" in result["failures"] and set(result["files"]) == {"timeline"}
+    assert result["windows"][0]["label"] == "happy", "the face's result is kept"
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["astronaut.timeline.json"]
