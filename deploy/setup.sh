@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(espeak-ng)  # espeak-ng: speech for sample and test recordings
+# espeak-ng: speech for sample and test recordings. postgresql, redis-server: the gateway's storage
+# and job tests run on a real PostgreSQL and Redis too (each test run starts its own on the loopback;
+# the embedded default needs neither).
+debian_packages=(espeak-ng postgresql redis-server)
 missing=()
 for package in "${debian_packages[@]}"; do dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package"); done
 if [ ${#missing[@]} -gt 0 ]; then
