@@ -6,6 +6,7 @@
     emofuse serve                       build if needed, start Triton, analyse a sample, keep serving
     emofuse analyze FILE [--json]       analyse a video, sound file or image (starts Triton unless TRITON_URL is set)
     emofuse batch DIR --out FILE.jsonl  analyse every recording under DIR, one JSON line each; reruns skip what is done
+    emofuse worker                      run the web gateway's analysis jobs (from the database, or RQ with REDIS_URL)
     emofuse train audio|av|eeg|face|fusion --data PATH  train a model (options: emofuse train KIND --help)
     emofuse sample FILE                 write a sample video to try
 
@@ -206,6 +207,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return EXIT_INPUT if summary.failed else 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from gateway.jobs import run_worker  # here, not at the top: the command line must not load the web application
+
+    _stop_on_sigterm()
+    with triton_url(args) as url:
+        return run_worker(url, burst=args.burst)
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from preprocessing.synthesis import SampleSpec, write_sample_video
 
@@ -313,6 +322,10 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("options", nargs=argparse.REMAINDER, help="the trainer's own options (--data PATH --out DIR ...)")
     train.set_defaults(run=cmd_train)
 
+    worker = with_repository(commands.add_parser("worker", help="run the web gateway's analysis jobs until stopped"))
+    worker.add_argument("--triton", help="host:port of Triton's gRPC endpoint (default: $TRITON_URL, else a local server)")
+    worker.add_argument("--burst", action="store_true", help="run the jobs waiting now, then exit")
+    worker.set_defaults(run=cmd_worker)
 
     sample = commands.add_parser("sample", help="write a sample video")
     sample.add_argument("path", type=Path, help="the .mp4 to write; missing folders on the way are created")

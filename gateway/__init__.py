@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import about, api, auth, current, db, failures, health, history, logs, metrics, security, settings
+from . import about, analyses, api, auth, current, db, failures, health, history, logs, metrics, security, settings
 from .config import Config
 
 __all__ = ["Config", "create_app"]
@@ -42,6 +42,7 @@ def create_app(config: Config | None = None) -> Flask:
     security.init_app(app, config)
     failures.init_app(app)
     auth.init_app(app)
+    analyses.init_app(app)  # upload, progress, results, compare, and their API routes
     app.register_blueprint(history.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flask import Blueprint, render_template, request
 from flask_login import current_user, login_required
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from .db import get_session
@@ -51,9 +51,12 @@ class HistoryPage:
         return self.number < self.pages
 
 
-def history_page(session: Session, user_id: int, number: int = 1, size: int = PAGE_SIZE) -> HistoryPage:
-    """Page ``number`` of the user's analyses, newest first; a number past the end gives the last page."""
-    mine = Analysis.user_id == user_id
+def history_page(session: Session, user_id: int, number: int = 1, size: int = PAGE_SIZE, query: str | None = None) -> HistoryPage:
+    """Page ``number`` of the user's analyses, newest first; a number past the end gives the last page.
+
+    ``query`` keeps the analyses whose name holds it, in any case (``%`` and ``_`` match themselves).
+    """
+    mine = and_(Analysis.user_id == user_id, _name_holds(query)) if query else Analysis.user_id == user_id
     total = session.scalar(select(func.count()).select_from(Analysis).where(mine)) or 0
     number = min(max(1, number), max(1, -(-total // size)))
     analyses = session.scalars(
@@ -61,6 +64,11 @@ def history_page(session: Session, user_id: int, number: int = 1, size: int = PA
         .offset((number - 1) * size).limit(size)
     ).all()  # fmt: skip
     return HistoryPage(list(analyses), number, size, total)
+
+
+def _name_holds(query: str) -> ColumnElement[bool]:
+    escaped = query.strip()[:200].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return func.lower(Analysis.name).like(f"%{escaped.lower()}%", escape="\\")
 
 
 @bp.app_template_filter("mode_name")
@@ -71,6 +79,7 @@ def mode_name(mode: str | None) -> str:
 @bp.get("/")
 @login_required
 def index() -> str:
-    """The user's analyses; ``?page=N`` for older ones."""
-    page = history_page(get_session(), current_user.id, request.args.get("page", 1, type=int))
-    return render_template("history/index.html", page=page)
+    """The user's analyses; ``?page=N`` for older ones, ``?q=TEXT`` for those whose name holds it."""
+    query = request.args.get("q", "").strip()[:200]
+    page = history_page(get_session(), current_user.id, request.args.get("page", 1, type=int), query=query or None)
+    return render_template("history/index.html", page=page, query=query)

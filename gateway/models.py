@@ -38,6 +38,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -175,7 +176,10 @@ class Recording(Base):
     """An uploaded file, stored under a generated name in its owner's directory."""
 
     __tablename__ = "recordings"
-    __table_args__ = (UniqueConstraint("id", "user_id"),)  # the target of the children's (id, user_id) keys
+    __table_args__ = (
+        UniqueConstraint("id", "user_id"),  # the target of the children's (id, user_id) keys
+        Index(None, "user_id", "upload_key", unique=True),  # a form sent twice makes one recording
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = _owner()
@@ -186,6 +190,10 @@ class Recording(Base):
     duration_s: Mapped[float | None]
     stored_name: Mapped[str] = mapped_column(String(64))  # made by gateway.storage
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sound_stored_name: Mapped[str | None] = mapped_column(String(64))  # a separate sound file for the video
+    has_audio: Mapped[bool | None]  # the recording (or its separate sound file) has a sound track
+    consented_at: Mapped[datetime | None]  # when the uploader confirmed that the people recorded agreed
+    upload_key: Mapped[str | None] = mapped_column(String(64))  # the form's or Idempotency-Key's value
 
     user: Mapped[User] = relationship(back_populates="recordings")
     analyses: Mapped[list[Analysis]] = relationship(back_populates="recording", cascade="all, delete-orphan",
@@ -217,6 +225,10 @@ class Analysis(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    error_code: Mapped[str | None] = mapped_column(String(32))  # why it failed, for programs: no_face, models_unavailable...
+    render: Mapped[bool] = mapped_column(default=True, server_default=true())  # write the annotated copy
+    files: Mapped[dict[str, Any] | None] = mapped_column(default=dict)  # kind (video, image) -> stored name
+    failures: Mapped[dict[str, Any] | None] = mapped_column(default=dict)  # kind -> why that file is missing
 
     recording: Mapped[Recording] = relationship(back_populates="analyses")
     windows: Mapped[list[Window]] = relationship(back_populates="analysis", cascade="all, delete-orphan",
@@ -289,6 +301,7 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    available_at: Mapped[datetime | None]  # not claimed before then: a retry waits for Triton to come back
 
     analysis: Mapped[Analysis] = relationship(back_populates="jobs")
 

@@ -1,0 +1,153 @@
+"""Helpers for the tests of the analysis flow: a throwaway Redis, users with API tokens, uploads
+made as a browser or a program would, and jobs run by the real runner against a real Triton.
+
+:class:`RedisServer` runs Debian's ``redis-server`` (``apt-get install -y redis-server``) on a free
+loopback port, in memory only, until it stops::
+
+    with RedisServer() as redis:
+        app = create_app(dataclasses.replace(config, redis_url=redis.url))
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
+
+from . import current
+from .accounts import create_user
+from .db import engine_of
+from .jobs import JobSettings, Runner
+from .models import Analysis, Job, Recording, User, Verdict, Window
+from .queue import JobQueue
+from .testing import csrf_token, free_port, sign_up
+from .tokens import create_token
+
+__all__ = [
+    "PASSWORD",
+    "RedisServer",
+    "RedisUnavailable",
+    "api_user",
+    "owned_counts",
+    "page_upload",
+    "runner_for",
+    "stored_files",
+]
+
+PASSWORD = "correct horse battery"
+OWNED = (Recording, Analysis, Window, Verdict, Job)
+_UPLOAD_KEY = re.compile(r'name="upload_key" value="([^"]+)"')
+
+
+class RedisUnavailable(RuntimeError):
+    """No ``redis-server`` binary here; the message says what to install."""
+
+
+class RedisServer:
+    """A Redis of its own on the loopback, with no persistence, for tests."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
+        if binary is None:
+            raise RedisUnavailable("Redis is not installed: `apt-get install -y redis-server` (Debian) provides it.")
+        self.binary, self.port = binary, free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="emofuse-redis-"))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                   "--dir", str(self.root), "--daemonize", "no"]  # fmt: skip
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RedisUnavailable(f"redis-server exited at once with status {self._process.returncode}.")
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.05)
+        raise RedisUnavailable("redis-server did not listen within 20 s.")
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(timeout=20)
+        self._process = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> RedisServer:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def api_user(app: Flask, email: str) -> tuple[int, dict[str, str]]:
+    """A new user of ``app`` and the headers that authenticate as them with an API token."""
+    with Session(engine_of(app), expire_on_commit=False) as session:
+        user = create_user(session, email, PASSWORD)
+        _, secret = create_token(session, user, "tests")
+        return user.id, {"Authorization": f"Bearer {secret}"}
+
+
+def signed_in(app: Flask, email: str) -> FlaskClient:
+    """A browser-like client of ``app``, signed up and in as ``email``."""
+    web = app.test_client()
+    response = sign_up(web, email, PASSWORD)
+    assert response.status_code == 302, response.text
+    return web
+
+
+def page_upload(web: FlaskClient, files: dict[str, tuple[Any, str]], *, consent: bool = True, csrf: bool = True,
+                key: str | None = None, **fields: str) -> TestResponse:  # fmt: skip
+    """Send the upload form as a browser does: its CSRF token and upload key, the files, the fields."""
+    page = web.get("/analyses/new").text
+    form: dict[str, Any] = {"upload_key": key or _UPLOAD_KEY.search(page).group(1), **fields, **files}
+    if csrf:
+        form["csrf_token"] = csrf_token(web, "/analyses/new")
+    if consent:
+        form["consent"] = "true"
+    return web.post("/analyses", data=form, content_type="multipart/form-data")
+
+
+def runner_for(app: Flask, triton_url: str, **settings: Any) -> Runner:
+    """The real job runner on ``app``'s database, storage and queue."""
+    config = current.config(app)
+    return Runner(engine_of(app), current.storage(app), triton_url, queue=JobQueue(config.redis_url),
+                  settings=JobSettings(**{"lease_s": 30.0, "retry_delay_s": 0.2, "poll_s": 0.1, **settings}))  # fmt: skip
+
+
+def stored_files(app: Flask, user_id: int) -> list[str]:
+    """Every file and folder under the user's directory (hidden ones too), relative to it."""
+    directory = current.storage(app).root / str(user_id)
+    return sorted(str(path.relative_to(directory)) for path in directory.rglob("*")) if directory.exists() else []
+
+
+def owned_counts(app: Flask, user_id: int) -> dict[str, int]:
+    """How many records of each kind the user owns."""
+    with Session(engine_of(app)) as session:
+        counts = {kind.__name__: session.scalar(select(func.count()).select_from(kind).where(kind.user_id == user_id)) for kind in OWNED}
+        counts["User"] = session.scalar(select(func.count()).select_from(User).where(User.id == user_id))
+    return counts

@@ -1,0 +1,333 @@
+"""Receiving an upload: streamed to disk in chunks, checked from its content, recorded only when whole.
+
+One path for the page's form and the API's multipart request (:func:`receive`):
+
+1. before a byte of the body is read: the declared size against ``EMOFUSE_MAX_UPLOAD_MB``, the
+   user's analyses still waiting, and a key seen before (a double submit);
+2. the body is parsed by werkzeug, which writes each file part, 64 KiB at a time, into a
+   temporary file *in the user's directory* (:class:`UploadRequest`), deleted when the request
+   ends unless it was kept: an upload cut off halfway leaves no file, and no record, behind;
+3. each file is checked from its content (:func:`gateway.media.inspect_media`): magic bytes,
+   then FFmpeg; its name and declared type decide nothing;
+4. the file is linked under a generated name, and the Recording, its Analysis and a Job are
+   committed in one transaction; then the workers are told.
+
+Fields: ``recording`` (a video, a sound file or a photo), ``sound`` (optional: a sound file for
+a video), ``consent`` (``true``: the people recorded agreed), ``mode`` (``face``, ``audio``,
+``av``, ``attention``; empty: all the recording has), ``name`` (optional; else the file's name).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from flask import Flask, Request, current_app, request
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+
+from . import current, jobs
+from .errors import ApiError
+from .media import KIND_NAMES, MediaFacts, UnprocessableUpload, combine, inspect_media
+from .models import Analysis, AnalysisStatus, Recording, utcnow
+from .queue import JobQueue
+from .storage import Storage
+
+__all__ = [
+    "BadUpload",
+    "ConsentRequired",
+    "DuplicateUpload",
+    "MODES_OFFERED",
+    "TooManyPending",
+    "UploadRequest",
+    "UploadTooLarge",
+    "display_name",
+    "init_app",
+    "queue",
+    "receive",
+]
+
+MODES_OFFERED = ("face", "audio", "av", "attention")
+MAX_NAME_LENGTH = 200  # leaves room in the 255-character column for a comparison's " · voice only"
+MAX_PENDING_ANALYSES = 10  # per user, queued or running: one user cannot fill the workers' day
+_UPLOAD_DIR = "emofuse.upload_dir"  # environ keys: where this request's file parts go, and the files opened
+_OPEN_PARTS = "emofuse.upload_parts"
+_QUEUE = "emofuse.queue"
+_YES = ("true", "on", "yes", "1")
+
+
+class BadUpload(ApiError):
+    """The form is incomplete or has a value that means nothing here."""
+
+    status = 400
+    code = "bad_upload"
+
+
+class ConsentRequired(ApiError):
+    """The uploader did not confirm that the people recorded agreed to the analysis."""
+
+    status = 403
+    code = "consent_required"
+
+
+class DuplicateUpload(ApiError):
+    """This upload's key was used before: the form was sent twice."""
+
+    status = 409
+    code = "duplicate_upload"
+
+    def __init__(self, message: str, *, analysis_id: int) -> None:
+        super().__init__(message, headers={"Location": f"/api/v1/analyses/{analysis_id}"})
+        self.analysis_id = analysis_id
+
+
+class UploadTooLarge(ApiError):
+    """The request is larger than ``EMOFUSE_MAX_UPLOAD_MB``."""
+
+    status = 413
+    code = "too_large"
+
+
+class TooManyPending(ApiError):
+    """The user already has as many analyses waiting or running as allowed."""
+
+    status = 429
+    code = "too_many_pending"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "30"})
+
+
+class UploadRequest(Request):
+    """Flask's request, writing file parts into the directory a view named, as temporary files.
+
+    Each part is a ``NamedTemporaryFile`` there: deleted when closed, which happens when the
+    request ends (:func:`_close_parts`) unless :func:`receive` linked it under a stored name first.
+    Requests to other views keep werkzeug's default (a temporary file outside the data directory).
+    """
+
+    def _get_file_stream(self, total_content_length: int | None, content_type: str | None, filename: str | None = None,
+                         content_length: int | None = None) -> IO[bytes]:  # fmt: skip
+        directory = self.environ.get(_UPLOAD_DIR)
+        if directory is None:
+            return super()._get_file_stream(total_content_length, content_type, filename, content_length)
+        part = tempfile.NamedTemporaryFile(dir=directory, prefix=".upload-", suffix=".part")  # noqa: SIM115 (closed at teardown)
+        self.environ.setdefault(_OPEN_PARTS, []).append(part)
+        return part
+
+
+def init_app(app: Flask) -> None:
+    app.request_class = UploadRequest
+    app.teardown_request(_close_parts)
+    app.config.setdefault("EMOFUSE_MAX_PENDING_ANALYSES", MAX_PENDING_ANALYSES)
+    app.extensions[_QUEUE] = JobQueue(current.config(app).redis_url)
+
+
+def queue(app: Flask | None = None) -> JobQueue:
+    """Where new jobs are announced (RQ with ``REDIS_URL``; nowhere for embedded workers)."""
+    return (app or current_app).extensions[_QUEUE]
+
+
+def _close_parts(_error: BaseException | None = None) -> None:
+    for part in request.environ.pop(_OPEN_PARTS, []):
+        with contextlib.suppress(OSError):
+            part.close()  # deletes the temporary name; a kept upload has its own link
+
+
+@dataclass(frozen=True)
+class _Upload:
+    """One checked file part: where it is now, and what it holds."""
+
+    part: FileStorage
+    facts: MediaFacts
+
+    @property
+    def path(self) -> Path:
+        return Path(self.part.stream.name)
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+
+def receive(session: Session, user_id: int, *, key: str | None = None, check_form: Callable[[], None] | None = None) -> Analysis:
+    """Take the current request's upload for ``user_id``; the new analysis, committed and announced.
+
+    ``key`` (the API's ``Idempotency-Key``) is checked before the body is read; the page's form
+    carries its own ``upload_key``. ``check_form`` runs once the parts stream into the user's
+    directory and may read the form (the page's CSRF check).
+
+    Raises
+    ------
+    UploadTooLarge, TooManyPending, DuplicateUpload, BadUpload, ConsentRequired
+    gateway.media.UnsupportedUpload, gateway.media.UnprocessableUpload
+    """
+    config, storage = current.config(), current.storage()
+    limit = config.max_upload_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise UploadTooLarge(_too_large(limit))
+    _check_pending(session, user_id)
+    _check_key(session, user_id, key)
+    request.environ[_UPLOAD_DIR] = str(storage.user_dir(user_id))
+    try:
+        if check_form is not None:
+            check_form()
+        form, files = request.form, request.files
+    except RequestEntityTooLarge:  # a body longer than it said, or of no stated length
+        raise UploadTooLarge(_too_large(limit)) from None
+    except ClientDisconnected:
+        raise BadUpload("The upload was cut off before it was complete; send it again.") from None
+    key = key or (form.get("upload_key") or "").strip()[:64] or None
+    _check_key(session, user_id, key)
+    consent = (form.get("consent") or "").strip().lower() in _YES
+    mode = _requested_mode(form.get("mode"))
+    main, sound = _chosen(files.get("recording")), _chosen(files.get("sound"))
+    if main is None:
+        raise BadUpload("Choose a recording to upload: a video, a sound file or a photo.")
+    if not consent:
+        raise ConsentRequired("Confirm that the people recorded agreed to this analysis (consent=true).")
+    upload = _Upload(main, inspect_media(_flushed(main), slot="recording", max_duration_s=config.max_duration_s))
+    extra = None if sound is None else _Upload(sound, inspect_media(_flushed(sound), slot="sound", max_duration_s=config.max_duration_s))
+    if extra is not None:
+        _check_combinable(upload, extra)
+    mode = _mode_for(upload.facts, extra is not None, mode)
+    name = display_name(form.get("name") or main.filename or "", fallback=f"Recording of {utcnow():%d %b %Y, %H:%M}")
+    analysis = _record(session, storage, user_id, upload, extra, name=name, mode=mode, key=key)
+    jobs.announce(queue(), list(analysis.jobs))
+    return analysis
+
+
+def _too_large(limit: int) -> str:
+    return f"The upload is larger than the limit of {limit / 2**20:,.0f} MB."
+
+
+def _check_pending(session: Session, user_id: int) -> None:
+    most = current_app.config["EMOFUSE_MAX_PENDING_ANALYSES"]
+    waiting = session.scalar(select(func.count()).select_from(Analysis).where(
+        Analysis.user_id == user_id, Analysis.status.in_((AnalysisStatus.QUEUED, AnalysisStatus.RUNNING))))  # fmt: skip
+    if waiting >= most:
+        raise TooManyPending(f"You have {waiting} analyses waiting or running, the most at once; upload again when one is done.")
+
+
+def _check_key(session: Session, user_id: int, key: str | None) -> None:
+    if not key:
+        return
+    found = session.scalar(select(Analysis.id).join(Recording).where(Recording.user_id == user_id, Recording.upload_key == key)
+                           .order_by(Analysis.id).limit(1))  # fmt: skip
+    if found is not None:
+        raise DuplicateUpload(f"This upload was already received, as analysis {found}.", analysis_id=found)
+
+
+def _requested_mode(value: str | None) -> str | None:
+    mode = (value or "").strip().lower()
+    if mode in ("", "auto", "automatic"):
+        return None
+    if mode not in MODES_OFFERED:
+        raise BadUpload(f"Mode {mode[:40]!r} is not one of {', '.join(MODES_OFFERED)}; leave it empty to use all the recording has.")
+    return mode
+
+
+def _chosen(part: FileStorage | None) -> FileStorage | None:
+    """The part, unless it is a file input left empty (a browser still sends it, nameless and empty)."""
+    if part is None:
+        return None
+    if not isinstance(getattr(part.stream, "name", None), str):  # not one of UploadRequest's files: never expected
+        raise BadUpload("The upload could not be received; send it again.")
+    if not part.filename and os.path.getsize(_flushed(part)) == 0:
+        return None
+    return part
+
+
+def _flushed(part: FileStorage) -> Path:
+    part.stream.flush()  # werkzeug wrote through a buffer: what is on disk must be all of it before FFmpeg reads it
+    return Path(part.stream.name)
+
+
+def _check_combinable(upload: _Upload, sound: _Upload) -> None:
+    if upload.facts.kind != "video":
+        raise UnprocessableUpload(f"A separate sound file goes with a video; the recording is {KIND_NAMES[upload.facts.kind]}.")
+    with tempfile.TemporaryDirectory(dir=upload.path.parent, prefix=".check-") as folder:
+        try:
+            combine(upload.path, sound.path, Path(folder) / "first-second.mov", limit_s=1.0)
+        except ValueError as err:  # preprocessing's RecordingError
+            raise UnprocessableUpload("The video and the sound file cannot be put together: " + getattr(err, "reason", str(err))
+                                      .removeprefix("the video and the sound file cannot be combined ") + ".") from err  # fmt: skip
+
+
+def _mode_for(facts: MediaFacts, separate_sound: bool, requested: str | None) -> str:
+    """The mode to analyse in: ``requested`` if the recording has what it needs, else a 422 saying why."""
+    has_audio = facts.has_audio or separate_sound
+    if facts.kind == "image":
+        allowed, why = ("face",), "A photo has no sound: it is judged by its faces (mode face)."
+    elif facts.kind == "audio":
+        allowed, why = ("audio",), "A sound file has no picture: it is judged by its voice (mode audio)."
+    elif not has_audio:
+        allowed, why = ("face",), "This video has no sound track: it is judged by its face (mode face), or send a sound file with it."
+    else:
+        allowed, why = MODES_OFFERED, ""
+    mode = requested or ("av" if "av" in allowed else allowed[0])
+    if mode not in allowed:
+        raise UnprocessableUpload(why)
+    return mode
+
+
+def display_name(raw: str, *, fallback: str) -> str:
+    """What a person calls the file, safe to show: the last part of a path, no control or
+    formatting characters (a right-to-left override can disguise ``gpj.exe``), spaces collapsed,
+    at most 200 characters. Look-alike letters stay: it is a name, shown escaped, never a path."""
+    text = unicodedata.normalize("NFC", raw).replace("\\", "/").rsplit("/", 1)[-1]
+    text = "".join(" " if ch.isspace() else ch for ch in text if ch.isspace() or unicodedata.category(ch)[0] != "C")
+    text = " ".join(text.split())
+    if len(text) > MAX_NAME_LENGTH:
+        text = text[: MAX_NAME_LENGTH - 1].rstrip() + "…"
+    return text if text.strip(". ") else fallback
+
+
+def _record(session: Session, storage: Storage, user_id: int, upload: _Upload, sound: _Upload | None, *, name: str, mode: str,
+            key: str | None) -> Analysis:  # fmt: skip
+    """Link the files under generated names and commit the Recording, its Analysis and a Job."""
+    kept: list[str] = []
+    try:
+        stored = _keep(storage, user_id, upload, kept)
+        sound_stored = _keep(storage, user_id, sound, kept) if sound is not None else None
+        facts = upload.facts
+        recording = Recording(user_id=user_id, name=name, kind=facts.kind, media_type=facts.media_type,
+                              size_bytes=upload.size + (sound.size if sound else 0), duration_s=facts.duration_s,
+                              stored_name=stored, sound_stored_name=sound_stored, has_audio=facts.has_audio or sound is not None,
+                              consented_at=utcnow(), upload_key=key)  # fmt: skip
+        analysis = Analysis(user_id=user_id, name=name, mode=mode, status=AnalysisStatus.QUEUED, stage="queued", files={}, failures={})
+        recording.analyses.append(analysis)
+        jobs.enqueue(session, analysis)
+        session.add(recording)
+        session.commit()
+    except IntegrityError:  # the same key, committed by a second request sent at the same moment
+        session.rollback()
+        _remove(storage, user_id, kept)
+        _check_key(session, user_id, key)
+        raise
+    except BaseException:
+        session.rollback()
+        _remove(storage, user_id, kept)
+        raise
+    return analysis
+
+
+def _keep(storage: Storage, user_id: int, upload: _Upload, kept: list[str]) -> str:
+    name = storage.new_name(upload.facts.suffix)
+    os.link(upload.path, storage.path(user_id, name))  # a second name for the part: it survives the part's deletion
+    kept.append(name)
+    return name
+
+
+def _remove(storage: Storage, user_id: int, names: list[str]) -> None:
+    for name in names:
+        storage.remove(user_id, name)
