@@ -61,6 +61,7 @@ def init_app(app: Flask) -> None:
     csrf.exempt(create)  # checked in the view, once the parts have a place to stream to
     app.add_template_global(colour, "label_colour")
     app.add_template_global(clock, "clock")
+    app.add_template_filter(lambda stage: STAGES.get(stage or "", stage), "stage_name")
 
 
 # Upload

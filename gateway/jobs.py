@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -87,6 +88,8 @@ STAGES = {
 _TIMELINE_SHARE_WITH_COPY = 0.22
 _TIMELINE_SHARE_ALONE = 0.95
 _WRITE_EVERY_S = 0.5  # progress reaches the database at most twice a second
+_TIDY_EVERY_S = 600.0  # how often a worker looks for leftovers of processes that died
+STALE_AFTER_S = 12 * 3600  # an upload's part or a job's folder untouched this long belongs to a dead process
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,7 @@ class Runner:
         self._client: EmotionClient | None = None
         self._analyzer: Analyzer | None = None
         self._stopping = threading.Event()
+        self._tidied = -math.inf
 
     @classmethod
     def from_config(cls, config: Config, triton_url: str, settings: JobSettings | None = None) -> Runner:
@@ -230,7 +234,27 @@ class Runner:
             failed = [job.id for job in exhausted]
         if not self.queue.embedded:
             self._announce_again(now)
+        if time.monotonic() - self._tidied > _TIDY_EVERY_S:
+            self.tidy()
         return failed
+
+    def tidy(self, *, older_than_s: float = STALE_AFTER_S) -> list[Path]:
+        """Remove what processes that died left in users' directories: upload parts of a gateway
+        worker killed mid-request, upload checks, and work folders of jobs no longer running.
+        Only what nobody touched for ``older_than_s``; returns what was removed."""
+        self._tidied = time.monotonic()
+        with Session(self.engine) as session:
+            running = set(session.scalars(select(Job.id).where(Job.state == JobState.RUNNING)))
+        cutoff, removed = time.time() - older_than_s, []
+        for leftover in self.storage.root.glob("*/.*"):
+            kind, _, rest = leftover.name[1:].partition("-")
+            if kind not in ("upload", "check", "job") or (kind == "job" and rest.split("-")[0] in {str(i) for i in running}):
+                continue
+            with contextlib.suppress(OSError):
+                if leftover.stat().st_mtime < cutoff:
+                    shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+                    removed.append(leftover)
+        return removed
 
     def _announce_again(self, now: Any) -> None:
         with Session(self.engine) as session:

@@ -42,7 +42,9 @@ __all__ = [
     "owned_counts",
     "page_upload",
     "runner_for",
+    "signed_in",
     "stored_files",
+    "token_for",
 ]
 
 PASSWORD = "correct horse battery"
@@ -108,6 +110,14 @@ def api_user(app: Flask, email: str) -> tuple[int, dict[str, str]]:
     """A new user of ``app`` and the headers that authenticate as them with an API token."""
     with Session(engine_of(app), expire_on_commit=False) as session:
         user = create_user(session, email, PASSWORD)
+        _, secret = create_token(session, user, "tests")
+        return user.id, {"Authorization": f"Bearer {secret}"}
+
+
+def token_for(app: Flask, email: str) -> tuple[int, dict[str, str]]:
+    """An API token for the existing user ``email``: their id and the headers that authenticate as them."""
+    with Session(engine_of(app), expire_on_commit=False) as session:
+        user = session.scalar(select(User).where(User.email == email))
         _, secret = create_token(session, user, "tests")
         return user.id, {"Authorization": f"Bearer {secret}"}
 

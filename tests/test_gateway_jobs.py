@@ -33,7 +33,16 @@ from gateway.db import engine_of
 from gateway.jobs import Runner, _Lost, delivering
 from gateway.models import Analysis, AnalysisStatus, Job, JobState
 from gateway.testing import PostgresServer, PostgresUnavailable
-from gateway.testing_flow import RedisServer, RedisUnavailable, api_user, owned_counts, runner_for, stored_files
+from gateway.testing_flow import (
+    RedisServer,
+    RedisUnavailable,
+    api_user,
+    owned_counts,
+    runner_for,
+    signed_in,
+    stored_files,
+    token_for,
+)
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 
@@ -199,6 +208,44 @@ def test_when_triton_cannot_answer_the_job_waits_and_is_tried_again_then_fails(a
     assert [name for name in stored_files(app, user_id) if name.startswith(".job-")] == []
 
 
+def test_the_sweep_removes_what_dead_processes_left_and_nothing_else(tmp_path: Path, short_video: Path) -> None:
+    app = _app(tmp_path)
+    user_id, headers = api_user(app, "tidy@example.org")
+    _upload(app, headers, short_video)
+    runner = runner_for(app, "127.0.0.1:1")
+    running = runner.claim()
+    home = Path(app.extensions["emofuse.storage"].user_dir(user_id))
+    old = time.time() - 13 * 3600
+    made = {name: home / name for name in (".upload-dead.part", ".check-dead", f".job-{running}-alive", ".job-999-dead", ".upload-fresh.part")}
+    for name, path in made.items():
+        path.mkdir() if "check" in name or "job" in name else path.write_bytes(b"partial")
+        if "fresh" not in name:
+            os.utime(path, (old, old))
+    stored = [name for name in stored_files(app, user_id) if not name.startswith(".")]
+    removed = runner.tidy()
+    assert sorted(p.name for p in removed) == [".check-dead", ".job-999-dead", ".upload-dead.part"]
+    assert sorted(stored_files(app, user_id)) == sorted([*stored, ".upload-fresh.part", f".job-{running}-alive"])
+
+
+def test_a_job_created_while_redis_was_down_is_delivered_by_the_sweep(tmp_path: Path, short_video: Path, postgres: PostgresServer,
+                                                                    redis: RedisServer) -> None:  # fmt: skip
+    app = _app(tmp_path, {"database_url": postgres.create_database(f"down_{uuid.uuid4().hex[:12]}"), "redis_url": redis.url})
+    _user, headers = api_user(app, "redis-down@example.org")
+    redis.stop()
+    try:
+        analysis_id = _upload(app, headers, short_video)  # 201: the job is safe in the database
+    finally:
+        redis.start()
+    job, analysis = _job(app, analysis_id)
+    assert (job.state, analysis.status) == (JobState.QUEUED, AnalysisStatus.QUEUED)
+    worker = _rq_worker(app)
+    assert worker.queues[0].count == 0  # Redis lost the news (it was down)
+    runner_for(app, "127.0.0.1:1").sweep()
+    assert worker.queues[0].job_ids == [f"emofuse-{job.id}-0"]
+    runner_for(app, "127.0.0.1:1").sweep()
+    assert worker.queues[0].count == 1  # announced once, not again at every sweep
+
+
 # Running for real
 
 
@@ -241,7 +288,8 @@ def _snapshot(app: Flask, analysis_id: int) -> tuple[str, str | None, float, int
 def test_a_recording_without_a_face_fails_with_the_reason_and_no_file_name_of_ours(tmp_path: Path, triton: Any,
                                                                                   no_face_video: Path) -> None:  # fmt: skip
     app = _app(tmp_path)
-    user_id, headers = api_user(app, "noface@example.org")
+    web = signed_in(app, "noface@example.org")
+    user_id, headers = token_for(app, "noface@example.org")
     analysis_id = _upload(app, headers, no_face_video, mode="face")
     runner = runner_for(app, triton.grpc_url)
     assert runner.run_once()
@@ -253,6 +301,8 @@ def test_a_recording_without_a_face_fails_with_the_reason_and_no_file_name_of_ou
     assert response.status_code == 422
     assert response.json["error"] == {"code": "no_face", "message": "The analysis failed: No face was found in any of its 2 windows."}
     assert len(stored_files(app, user_id)) == 1  # the recording only
+    page = web.get(f"/analyses/{analysis_id}").text
+    assert "The analysis failed" in page and "No face was found in any of its 2 windows." in page and "Traceback" not in page
 
 
 def test_rq_delivers_a_job_to_a_worker_which_runs_it_once(tmp_path: Path, triton: Any, short_video: Path, postgres: PostgresServer,
