@@ -91,7 +91,9 @@ def create() -> Any:
         flash("This upload was already received; here is its analysis.", "info")
         return redirect(url_for("analyses.show", analysis_id=err.analysis_id), 303)
     except ApiError as err:
-        values = {key: request.form.get(key, "") for key in ("mode", "name")} if "form" in request.__dict__ else {}
+        kept = ("mode", "name", "eeg_variable", "eeg_rate", "eeg_channels")
+        values = {key: request.form.get(key, "") for key in kept} if "form" in request.__dict__ else {}
+        values["eeg"] = bool(values.get("eeg_rate") or values.get("eeg_channels") or values.get("eeg_variable"))
         return _form(err.message, err.status, **values)
     return redirect(url_for("analyses.show", analysis_id=analysis.id), 303)
 
@@ -110,8 +112,8 @@ def _view(analysis: Analysis) -> dict[str, Any]:
         "analysis": analysis,
         "status": status_document(analysis),
         "document": document,
-        "strip": strip_svg(document) if document and analysis.recording.kind != "image" else None,
-        "plot": probability_svg(document) if document and analysis.recording.kind != "image" and analysis.trained else None,
+        "strip": strip_svg(document) if document and analysis.recording.kind in ("video", "audio") else None,
+        "plot": probability_svg(document) if document and analysis.recording.kind in ("video", "audio") and analysis.trained else None,
         "files": available_files(analysis),
         "models": MODEL_NAMES,
         "stages": STAGES,

@@ -47,6 +47,7 @@ from sqlalchemy import Engine, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from preprocessing.errors import RecordingError
+from preprocessing.trial import Trial
 from serving import (
     Analyzer,
     EmotionClient,
@@ -57,8 +58,11 @@ from serving import (
     OutputError,
     Progress,
     Timeline,
+    TrialAnalyzer,
+    TrialResult,
     UpstreamError,
 )
+from serving.trials import TRIAL_MODEL
 
 from . import media
 from .config import Config
@@ -175,6 +179,7 @@ class Runner:
         self.name = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
         self._client: EmotionClient | None = None
         self._analyzer: Analyzer | None = None
+        self._trials: TrialAnalyzer | None = None
         self._stopping = threading.Event()
         self._tidied = -math.inf
 
@@ -186,7 +191,7 @@ class Runner:
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
-            self._client = self._analyzer = None
+            self._client = self._analyzer = self._trials = None
 
     def stop(self) -> None:
         """Ask :meth:`work` to return after the current job (or at once when idle)."""
@@ -306,6 +311,7 @@ class Runner:
             session.commit()
             user_id, analysis_id, mode, render = analysis.user_id, analysis.id, analysis.mode, analysis.render
             stored, sound = recording.stored_name, recording.sound_stored_name
+            eeg, eeg_settings = recording.eeg_stored_name, dict(recording.eeg_settings or {})
             attempts = job.attempts
         work = self._work_dir(user_id, job_id)
         report = _Reporter(self, job_id, analysis_id, user_id, render)
@@ -313,6 +319,11 @@ class Runner:
         try:
             with _Lease(self, job_id) as lease:
                 report.lease = lease
+                if eeg is not None:
+                    report.stage("inference", 0.05)
+                    report.finish_trial(self._judge_trial(path, sound and self.storage.path(user_id, sound),
+                                                          self.storage.path(user_id, eeg), eeg_settings))  # fmt: skip
+                    return
                 if sound is not None:
                     report.stage("combining", 0.0)
                     path = media.combine(path, self.storage.path(user_id, sound), work / "combined.mov")
@@ -335,6 +346,15 @@ class Runner:
             report.fail("internal_error", "Something went wrong on our side while analysing; it has been logged.")
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def _judge_trial(self, video: Path, sound: Path | None, eeg: Path, settings: dict[str, Any]) -> TrialResult:
+        """One trial upload through ``emotion_av_eeg`` (:class:`serving.TrialAnalyzer`)."""
+        if self._trials is None:
+            self._trials = TrialAnalyzer(self.analyzer.client, detector=self.analyzer.detector)
+        channels = tuple(settings["channels"]) if settings.get("channels") else None
+        trial = Trial(subject=0, trial="upload", label="", eeg=eeg, video=video, audio=sound, eeg_rate=settings.get("rate") or 0.0,
+                      mat_key=settings.get("mat_key"), channels=channels)  # fmt: skip
+        return self._trials.analyze(trial)
 
     def _work_dir(self, user_id: int, job_id: int) -> Path:
         """A fresh folder for the job's files in the user's directory; any left by an earlier
@@ -447,6 +467,38 @@ class _Reporter:
             for name in moved.values():  # deleted meanwhile, or the database failed: no file left without its record
                 storage.remove(self.user_id, name)
             raise
+
+    def finish_trial(self, result: TrialResult) -> None:
+        """A trial's windows (6 AV, then 4 EEG, each marked by its model in ``weights``) and its
+        verdicts (the fusion CNN's and WAVER's), withheld where the models are untrained."""
+        with self.runner.owned(self.job_id) as session:
+            analysis = session.get(Analysis, self.analysis_id)
+            session.execute(delete(Window).where(Window.analysis_id == analysis.id))
+            session.execute(delete(Verdict).where(Verdict.analysis_id == analysis.id))
+            labels = list(result.labels)
+            analysis.model, analysis.trained, analysis.labels = TRIAL_MODEL, result.trained, labels
+            index = 0
+            for modality, spans, probs, used in (("av_trial", result.av_spans, result.av_windows, result.used[0]),
+                                                 ("eeg_trial", result.eeg_spans, result.eeg_windows, result.used[1])):  # fmt: skip
+                for i, (start, end) in enumerate(spans):
+                    row = None if probs is None else {k: round(float(p), 4) for k, p in zip(labels, probs[i])}
+                    status = "ok" if row else "untrained" if used or modality == "eeg_trial" else "no_face_or_voice"
+                    session.add(Window(user_id=self.user_id, analysis_id=analysis.id, index=index, start_s=round(start, 3),
+                                       end_s=round(end, 3), status=status, label=max(row, key=row.get) if row else None,
+                                       probabilities=row, face_frames=0, frames=0, voice=None,
+                                       weights={modality: 1.0 if used else 0.0}))  # fmt: skip
+                    index += 1
+            for source, probs in (("fusion", result.probabilities), ("waver", result.waver)):
+                if probs is not None:
+                    row = {k: round(float(p), 4) for k, p in zip(labels, probs)}
+                    best = max(row, key=row.get)
+                    session.add(Verdict(user_id=self.user_id, analysis_id=analysis.id, source=source, label=best, confidence=row[best],
+                                        probabilities=row, windows=index))  # fmt: skip
+            now = utcnow()
+            analysis.files, analysis.failures = {}, {}
+            analysis.status, analysis.stage, analysis.progress, analysis.finished_at = AnalysisStatus.DONE, None, 1.0, now
+            job = session.get(Job, self.job_id)
+            job.state, job.finished_at, job.lease_until = JobState.DONE, now, None
 
     def fail(self, code: str, message: str) -> None:
         with contextlib.suppress(_Lost), self.runner.owned(self.job_id) as session:

@@ -27,14 +27,17 @@ from .errors import ApiError
 
 __all__ = [
     "AUDIO_SUFFIXES",
+    "EEGFacts",
     "IMAGE_SUFFIXES",
     "MediaFacts",
     "UnprocessableUpload",
     "UnsupportedUpload",
     "VIDEO_SUFFIXES",
     "combine",
+    "inspect_eeg",
     "inspect_media",
     "sniff",
+    "sniff_eeg",
 ]
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi")
@@ -211,6 +214,50 @@ def _first_frame(container: av.container.InputContainer, stream: av.stream.Strea
         return next(container.decode(stream), None)
     except (av.error.InvalidDataError, av.error.EOFError):
         return None
+
+
+@dataclass(frozen=True)
+class EEGFacts:
+    """What an uploaded EEG file holds, read whole by :func:`preprocessing.eeg.read_eeg`."""
+
+    suffix: str  # .mat, .edf, .bdf
+    duration_s: float
+    rate: float
+    channels: tuple[str, ...]
+
+
+def sniff_eeg(head: bytes) -> str | None:
+    """The EEG format that the first bytes announce (its suffix), or None."""
+    if head.startswith(b"MATLAB 5.0 MAT-file") or head.startswith(b"\x89HDF\r\n\x1a\n"):  # v5-v7, v7.3 (HDF5)
+        return ".mat"
+    if head[:8] == b"0       ":  # EDF's version field
+        return ".edf"
+    if head[:8] == b"\xffBIOSEMI":
+        return ".bdf"
+    return None
+
+
+def inspect_eeg(path: Path, *, mat_key: str | None, rate: float | None, channels: tuple[str, ...] | None) -> EEGFacts:
+    """Check an uploaded EEG file from its content and read it as the job will.
+
+    ``path`` must end with the suffix :func:`sniff_eeg` gave (the reader goes by it).
+
+    Raises
+    ------
+    UnsupportedUpload
+        Not a .mat, EDF or BDF file, whatever its name (415).
+    UnprocessableUpload
+        It cannot be read: no such variable, the wrong channel count, a rate that differs from its
+        header, no samples (422).
+    """
+    from preprocessing.eeg import read_eeg  # scipy, h5py and mne load only for EEG uploads
+
+    try:
+        recording = read_eeg(path, rate=rate, mat_key=mat_key, channels=channels)
+    except RecordingError as err:
+        reason = err.reason.rstrip(".").replace("(mat_key)", "(eeg_variable)").replace("mat_key", "eeg_variable")
+        raise UnprocessableUpload(f"The EEG file {reason}.") from err
+    return EEGFacts(path.suffix, round(recording.duration_s, 3), float(recording.rate), tuple(recording.channels))
 
 
 def combine(video: Path, sound: Path, out: Path, *, limit_s: float | None = None) -> Path:

@@ -194,6 +194,8 @@ class Recording(Base):
     has_audio: Mapped[bool | None]  # the recording (or its separate sound file) has a sound track
     consented_at: Mapped[datetime | None]  # when the uploader confirmed that the people recorded agreed
     upload_key: Mapped[str | None] = mapped_column(String(64))  # the form's or Idempotency-Key's value
+    eeg_stored_name: Mapped[str | None] = mapped_column(String(64))  # a trial's EEG (.mat, .edf, .bdf)
+    eeg_settings: Mapped[dict[str, Any] | None]  # mat_key, rate, channels: what an EEG file may not say itself
 
     user: Mapped[User] = relationship(back_populates="recordings")
     analyses: Mapped[list[Analysis]] = relationship(back_populates="recording", cascade="all, delete-orphan",

@@ -41,6 +41,8 @@ MODEL_NAMES = {
     "face_expression": "Face model (mini-Xception, trained on FER-2013 photos)",
     "speech_emotion": "Voice model (speech CNNs, trained on RAVDESS actors)",
     "av_attention": "Audio-video attention model",
+    "av_trial": "Audio-video attention model, per trial",
+    "eeg_trial": "EEG model (EEGNet)",
 }
 
 #: Downloadable files: kind -> (media type, how its download name ends).
@@ -104,7 +106,8 @@ def models_used(analysis: Analysis) -> list[dict[str, Any]]:
 
 
 def verdict_document(analysis: Analysis) -> dict[str, Any] | None:
-    verdict = next((v for v in analysis.verdicts if v.source == "windows"), None)
+    # A recording's windows averaged; a trial's fusion CNN (WAVER's answer is in "verdicts").
+    verdict = next((v for source in ("windows", "fusion") for v in analysis.verdicts if v.source == source), None)
     if verdict is None:
         return None
     return {"label": verdict.label, "confidence": round(verdict.confidence, 4), "probabilities": verdict.probabilities,
@@ -160,7 +163,7 @@ def available_files(analysis: Analysis) -> list[str]:
     """The kinds of file that can be fetched now."""
     kinds = [kind for kind in ("video", "image") if kind in (analysis.files or {})]
     if analysis.windows:
-        kinds += ["json", "csv"] + (["plot"] if analysis.recording.kind != "image" else [])
+        kinds += ["json", "csv"] + (["plot"] if analysis.recording.kind in ("video", "audio") else [])
     return kinds
 
 
@@ -187,6 +190,8 @@ def timeline_document(analysis: Analysis) -> dict[str, Any]:
         "labels": list(analysis.labels or []),
         "models_used": models_used(analysis),
         "verdict": verdict_document(analysis),
+        "verdicts": {v.source: {"label": v.label, "confidence": round(v.confidence, 4), "probabilities": v.probabilities}
+                     for v in analysis.verdicts},  # fmt: skip
         "complete": analysis.status == AnalysisStatus.DONE,
         "windows": [
             {"index": w.index, "start_s": w.start_s, "end_s": w.end_s, "status": w.status, "label": w.label,

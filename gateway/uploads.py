@@ -15,18 +15,24 @@ One path for the page's form and the API's multipart request (:func:`receive`):
 Fields: ``recording`` (a video, a sound file or a photo), ``sound`` (optional: a sound file for
 a video), ``consent`` (``true``: the people recorded agreed), ``mode`` (``face``, ``audio``,
 ``av``, ``attention``; empty: all the recording has), ``name`` (optional; else the file's name).
+
+A **trial** (face, voice and EEG recorded together, judged by ``emotion_av_eeg``) adds ``eeg``
+(.mat, .edf, .bdf), ``eeg_variable`` (the .mat variable; empty: its only matrix), ``eeg_rate``
+(Hz; required for .mat, checked against EDF/BDF headers) and ``eeg_channels`` (names, separated
+by spaces, commas or semicolons). Its video lasts 12.6 to 60 s (one trial) and its EEG as long.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from flask import Flask, Request, current_app, request
 from sqlalchemy import func, select
@@ -35,9 +41,21 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
+from preprocessing.trial import TrialSpec
+
 from . import current, jobs
 from .errors import ApiError
-from .media import KIND_NAMES, MediaFacts, UnprocessableUpload, combine, inspect_media
+from .media import (
+    HEAD_BYTES,
+    KIND_NAMES,
+    MediaFacts,
+    UnprocessableUpload,
+    UnsupportedUpload,
+    combine,
+    inspect_eeg,
+    inspect_media,
+    sniff_eeg,
+)
 from .models import Analysis, AnalysisStatus, Recording, utcnow
 from .queue import JobQueue
 from .storage import Storage
@@ -59,6 +77,8 @@ __all__ = [
 MODES_OFFERED = ("face", "audio", "av", "attention")
 MAX_NAME_LENGTH = 200  # leaves room in the 255-character column for a comparison's " · voice only"
 MAX_PENDING_ANALYSES = 10  # per user, queued or running: one user cannot fill the workers' day
+MAX_TRIAL_S = 60.0  # a trial is about 21 s: its 6 + 4 windows are spread over it, sparser the longer it is
+EEG_SLACK_S = 1.0  # how far the EEG's length may be from the video's: they record the same trial
 _UPLOAD_DIR = "emofuse.upload_dir"  # environ keys: where this request's file parts go, and the files opened
 _OPEN_PARTS = "emofuse.upload_parts"
 _QUEUE = "emofuse.queue"
@@ -199,9 +219,11 @@ def receive(session: Session, user_id: int, *, key: str | None = None, check_for
     extra = None if sound is None else _Upload(sound, inspect_media(_flushed(sound), slot="sound", max_duration_s=config.max_duration_s))
     if extra is not None:
         _check_combinable(upload, extra)
-    mode = _mode_for(upload.facts, extra is not None, mode)
+    eeg = _chosen(files.get("eeg"))
+    trial = _trial_eeg(eeg, form, upload) if eeg is not None else None
+    mode = "trial" if trial is not None else _mode_for(upload.facts, extra is not None, mode)
     name = display_name(form.get("name") or main.filename or "", fallback=f"Recording of {utcnow():%d %b %Y, %H:%M}")
-    analysis = _record(session, storage, user_id, upload, extra, name=name, mode=mode, key=key)
+    analysis = _record(session, storage, user_id, upload, extra, name=name, mode=mode, key=key, eeg=trial)
     jobs.announce(queue(), list(analysis.jobs))
     return analysis
 
@@ -263,6 +285,71 @@ def _check_combinable(upload: _Upload, sound: _Upload) -> None:
                                       .removeprefix("the video and the sound file cannot be combined ") + ".") from err  # fmt: skip
 
 
+@dataclass(frozen=True)
+class _TrialEEG:
+    """A trial's checked EEG part, and the settings to read it with."""
+
+    part: FileStorage
+    suffix: str
+    settings: dict[str, object]
+
+
+def _trial_eeg(part: FileStorage, form: Any, upload: _Upload) -> _TrialEEG:
+    """Check a trial's EEG against its form fields and its video.
+
+    Raises
+    ------
+    BadUpload
+        A sampling rate that is not a number, or none for a .mat file (400).
+    UnsupportedUpload
+        Not a .mat, EDF or BDF file (415).
+    UnprocessableUpload
+        The recording is not a video of one trial, or the EEG cannot be read or does not cover it (422).
+    """
+    path = _flushed(part)
+    with path.open("rb") as file:
+        suffix = sniff_eeg(file.read(HEAD_BYTES))
+    if suffix is None:
+        raise UnsupportedUpload("The EEG file is not a .mat, EDF or BDF file, whatever its name says.")
+    if upload.facts.kind != "video":
+        raise UnprocessableUpload(f"An EEG goes with the video of its trial; the recording is {KIND_NAMES[upload.facts.kind]}.")
+    video_s = upload.facts.duration_s or 0.0
+    shortest = TrialSpec().min_duration_s("av")
+    if not shortest <= video_s <= MAX_TRIAL_S:
+        raise UnprocessableUpload(f"A trial's video lasts {shortest:g} to {MAX_TRIAL_S:g} s (one trial, about 21 s); this one lasts {video_s:g} s.")
+    rate = _rate(form.get("eeg_rate"), required=suffix == ".mat")
+    channels = tuple(name for name in re.split(r"[\s,;]+", form.get("eeg_channels") or "") if name)[:512] or None
+    mat_key = (form.get("eeg_variable") or "").strip()[:64] or None
+    # read_eeg goes by the suffix: read it under a name that has the one its content announced
+    named = path.with_name(path.name + suffix)
+    os.link(path, named)
+    try:
+        facts = inspect_eeg(named, mat_key=mat_key, rate=rate, channels=channels)
+    finally:
+        named.unlink()
+    if facts.duration_s < video_s - EEG_SLACK_S:
+        raise UnprocessableUpload(f"The EEG lasts {facts.duration_s:g} s, shorter than the video's {video_s:g} s; send the EEG of the whole trial.")
+    if facts.duration_s > video_s + EEG_SLACK_S:
+        raise UnprocessableUpload(f"The EEG lasts {facts.duration_s:g} s and the video {video_s:g} s: they must record the same trial "
+                                  f"(at most {EEG_SLACK_S:g} s apart).")  # fmt: skip
+    return _TrialEEG(part, suffix, {"mat_key": mat_key, "rate": facts.rate, "channels": list(facts.channels) if channels else None})
+
+
+def _rate(text: str | None, *, required: bool) -> float | None:
+    text = (text or "").strip()
+    if not text:
+        if required:
+            raise BadUpload("A .mat file does not store its sampling rate: give it in Hz (eeg_rate).")
+        return None
+    try:
+        rate = float(text)
+    except ValueError:
+        raise BadUpload(f"The EEG's sampling rate {text[:20]!r} is not a number of Hz.") from None
+    if not 0 < rate <= 100_000:
+        raise BadUpload(f"The EEG's sampling rate {text[:20]!r} Hz is not one an EEG is recorded at.")
+    return rate
+
+
 def _mode_for(facts: MediaFacts, separate_sound: bool, requested: str | None) -> str:
     """The mode to analyse in: ``requested`` if the recording has what it needs, else a 422 saying why."""
     has_audio = facts.has_audio or separate_sound
@@ -293,17 +380,19 @@ def display_name(raw: str, *, fallback: str) -> str:
 
 
 def _record(session: Session, storage: Storage, user_id: int, upload: _Upload, sound: _Upload | None, *, name: str, mode: str,
-            key: str | None) -> Analysis:  # fmt: skip
+            key: str | None, eeg: _TrialEEG | None = None) -> Analysis:  # fmt: skip
     """Link the files under generated names and commit the Recording, its Analysis and a Job."""
     kept: list[str] = []
     try:
-        stored = _keep(storage, user_id, upload, kept)
-        sound_stored = _keep(storage, user_id, sound, kept) if sound is not None else None
+        stored = _keep(storage, user_id, upload.path, upload.facts.suffix, kept)
+        sound_stored = _keep(storage, user_id, sound.path, sound.facts.suffix, kept) if sound is not None else None
+        eeg_stored = _keep(storage, user_id, Path(eeg.part.stream.name), eeg.suffix, kept) if eeg is not None else None
         facts = upload.facts
-        recording = Recording(user_id=user_id, name=name, kind=facts.kind, media_type=facts.media_type,
-                              size_bytes=upload.size + (sound.size if sound else 0), duration_s=facts.duration_s,
-                              stored_name=stored, sound_stored_name=sound_stored, has_audio=facts.has_audio or sound is not None,
-                              consented_at=utcnow(), upload_key=key)  # fmt: skip
+        size = sum(Path(p.stream.name).stat().st_size for p in (upload.part, sound and sound.part, eeg and eeg.part) if p)
+        recording = Recording(user_id=user_id, name=name, kind="trial" if eeg else facts.kind, media_type=facts.media_type,
+                              size_bytes=size, duration_s=facts.duration_s, stored_name=stored, sound_stored_name=sound_stored,
+                              has_audio=facts.has_audio or sound is not None, consented_at=utcnow(), upload_key=key,
+                              eeg_stored_name=eeg_stored, eeg_settings=eeg.settings if eeg else None)  # fmt: skip
         analysis = Analysis(user_id=user_id, name=name, mode=mode, status=AnalysisStatus.QUEUED, stage="queued", files={}, failures={})
         recording.analyses.append(analysis)
         jobs.enqueue(session, analysis)
@@ -321,9 +410,9 @@ def _record(session: Session, storage: Storage, user_id: int, upload: _Upload, s
     return analysis
 
 
-def _keep(storage: Storage, user_id: int, upload: _Upload, kept: list[str]) -> str:
-    name = storage.new_name(upload.facts.suffix)
-    os.link(upload.path, storage.path(user_id, name))  # a second name for the part: it survives the part's deletion
+def _keep(storage: Storage, user_id: int, part: Path, suffix: str, kept: list[str]) -> str:
+    name = storage.new_name(suffix)
+    os.link(part, storage.path(user_id, name))  # a second name for the part: it survives the part's deletion
     kept.append(name)
     return name
 
