@@ -70,6 +70,7 @@ from .db import make_engine
 from .errors import ConfigError
 from .models import Analysis, AnalysisStatus, Job, JobState, Recording, Verdict, Window, utcnow
 from .queue import JobQueue
+from .retention import PURGE_EVERY_S, purge_expired
 from .storage import Storage
 
 __all__ = ["STAGES", "JobSettings", "Runner", "announce", "deliver", "delivering", "enqueue", "run_worker"]
@@ -181,7 +182,7 @@ class Runner:
         self._analyzer: Analyzer | None = None
         self._trials: TrialAnalyzer | None = None
         self._stopping = threading.Event()
-        self._tidied = -math.inf
+        self._tidied = self._purged = -math.inf
 
     @classmethod
     def from_config(cls, config: Config, triton_url: str, settings: JobSettings | None = None) -> Runner:
@@ -241,7 +242,18 @@ class Runner:
             self._announce_again(now)
         if time.monotonic() - self._tidied > _TIDY_EVERY_S:
             self.tidy()
+        if time.monotonic() - self._purged > PURGE_EVERY_S:
+            self._purge(now)
         return failed
+
+    def _purge(self, now: Any) -> None:
+        """Delete the uploads past their owner's retention period (:mod:`gateway.retention`)."""
+        self._purged = time.monotonic()
+        try:
+            with Session(self.engine) as session:
+                purge_expired(session, self.storage, now)
+        except Exception:  # the next sweep tries again; the jobs must go on meanwhile
+            log.exception("the uploads past their retention period could not be deleted")
 
     def tidy(self, *, older_than_s: float = STALE_AFTER_S) -> list[Path]:
         """Remove what processes that died left in users' directories: upload parts of a gateway

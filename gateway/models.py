@@ -201,6 +201,13 @@ class Recording(Base):
     analyses: Mapped[list[Analysis]] = relationship(back_populates="recording", cascade="all, delete-orphan",
                                                     passive_deletes=True)  # fmt: skip
 
+    @property
+    def stored_files(self) -> list[str]:
+        """Every stored file that goes with the recording: the upload, its separate sound and EEG,
+        and each analysis's outputs (annotated copies). Deleting the recording deletes these."""
+        own = [name for name in (self.stored_name, self.sound_stored_name, self.eeg_stored_name) if name]
+        return own + [name for analysis in self.analyses for name in (analysis.files or {}).values()]
+
 
 class Analysis(Base):
     """One judgement of a recording by one mode (face, audio, av, attention, trial)."""

@@ -74,7 +74,7 @@ def delete_analysis(session: Session, storage: Storage, analysis: Analysis) -> N
     others = session.scalar(select(func.count()).select_from(Analysis).where(Analysis.recording_id == recording.id,
                                                                              Analysis.id != analysis.id))  # fmt: skip
     if others == 0:
-        names += [name for name in (recording.stored_name, recording.sound_stored_name) if name]
+        names = recording.stored_files
         session.delete(recording)  # its analyses, and theirs, go with it
     else:
         session.delete(analysis)

@@ -133,7 +133,7 @@ def status_document(analysis: Analysis) -> dict[str, Any]:
     }
 
 
-def analysis_document(analysis: Analysis, *, api: bool = True) -> dict[str, Any]:
+def analysis_document(analysis: Analysis) -> dict[str, Any]:
     """The analysis as the API shows it."""
     recording = analysis.recording
     base = f"/api/v1/analyses/{analysis.id}"

@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from gateway import create_app
 from gateway.config import Config
 from gateway.db import engine_of
 from gateway.jobs import Runner, _Lost, delivering
-from gateway.models import Analysis, AnalysisStatus, Job, JobState
+from gateway.models import Analysis, AnalysisStatus, Job, JobState, User, utcnow
 from gateway.testing import PostgresServer, PostgresUnavailable
 from gateway.testing_flow import (
     RedisServer,
@@ -225,6 +226,20 @@ def test_the_sweep_removes_what_dead_processes_left_and_nothing_else(tmp_path: P
     removed = runner.tidy()
     assert sorted(p.name for p in removed) == [".check-dead", ".job-999-dead", ".upload-dead.part"]
     assert sorted(stored_files(app, user_id)) == sorted([*stored, ".upload-fresh.part", f".job-{running}-alive"])
+
+
+def test_the_sweep_deletes_uploads_past_their_retention_period(tmp_path: Path, short_video: Path) -> None:
+    app = _app(tmp_path)
+    user_id, headers = api_user(app, "retention@example.org")
+    old_id, kept_id = _upload(app, headers, short_video), _upload(app, headers, short_video)
+    with Session(engine_of(app)) as session:
+        session.get(User, user_id).retention_days = 7
+        session.get(Analysis, old_id).recording.created_at = utcnow() - timedelta(days=8)
+        session.commit()
+    runner_for(app, "127.0.0.1:1").sweep()
+    with Session(engine_of(app)) as session:
+        assert session.get(Analysis, old_id) is None and session.get(Analysis, kept_id) is not None
+    assert owned_counts(app, user_id)["Recording"] == 1 and len(stored_files(app, user_id)) == 1
 
 
 def test_a_job_created_while_redis_was_down_is_delivered_by_the_sweep(tmp_path: Path, short_video: Path, postgres: PostgresServer,
