@@ -380,6 +380,31 @@ def test_a_worker_process_killed_mid_job_costs_only_time(app: Flask, backend: di
     assert [name for name in stored_files(app, user_id) if name.startswith(".")] == []
 
 
+def test_a_worker_stopped_with_sigterm_gives_its_job_back_at_once(tmp_path: Path, triton: Any, face_video: Path) -> None:
+    """The embedded worker's SIGTERM: the job goes back to the queue at once, the claim not
+    counted as an attempt, its work folder removed; the next worker need not wait for a lease."""
+    app = _app(tmp_path)
+    user_id, headers = api_user(app, "sigterm@example.org")
+    analysis_id = _upload(app, headers, face_video)
+    env = {**os.environ, "EMOFUSE_DATA_DIR": str(tmp_path / "data"), "EMOFUSE_JOB_POLL_S": "0.2"}
+    worker = subprocess.Popen([sys.executable, "-m", "emofuse.cli", "worker", "--triton", triton.grpc_url], cwd=REPOSITORY_ROOT,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while _snapshot(app, analysis_id)[1] not in ("inference", "rendering"):
+            assert worker.poll() is None and time.monotonic() < deadline, "the worker never started the job"
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    job, analysis = _job(app, analysis_id)
+    assert (job.state, job.attempts, job.worker, analysis.status) == (JobState.QUEUED, 0, None, AnalysisStatus.QUEUED)
+    assert [name for name in stored_files(app, user_id) if name.startswith(".")] == []
+    assert runner_for(app, triton.grpc_url).claim() == job.id  # at once: no lease to wait out
+
+
 def test_deleting_an_analysis_while_it_runs_stops_the_job_and_leaves_nothing(tmp_path: Path, triton: Any, face_video: Path) -> None:
     app = _app(tmp_path)
     user_id, headers = api_user(app, "deleted@example.org")
