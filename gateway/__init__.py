@@ -5,12 +5,15 @@ It reaches the models only through Triton, via :mod:`serving`; it never imports 
 
     gunicorn -c gateway/gunicorn_conf.py     # gateway:create_app(), settings from the environment: gateway.config
 
-One module per concern: ``auth`` (sign up, in, out), ``history`` (the home page), ``settings``
+One module per concern: ``auth`` (sign up, in, out), ``history`` (the home page), ``analyses``
+(upload, progress, result, compare pages) and ``api_analyses`` (the same under ``/api/v1/``), ``settings``
 (password, API tokens, retention, export, deleting the account), ``about`` (what the models can and
 cannot tell), ``health`` (``/healthz``, ``/readyz``), ``metrics`` (``/metrics``), ``api``
 (``/api/v1/``, bearer tokens); ``models`` and ``db`` (the database and its migrations), ``storage``
 (users' files), ``accounts``, ``sessions``, ``tokens``, ``limits``, ``retention`` and ``archive`` (the
-rules behind the pages), ``security``, ``logs`` and ``failures`` (what every request gets).
+rules behind the pages), ``uploads`` and ``media`` (receiving and checking files), ``jobs`` and
+``queue`` (the background analyses), ``records``, ``results`` and ``plots`` (what they produce),
+``security``, ``logs`` and ``failures`` (what every request gets).
 """
 
 from __future__ import annotations
