@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ from werkzeug.serving import make_server
 from gateway import create_app
 from gateway.config import Config
 from gateway.testing import free_port
-from gateway.testing_flow import PASSWORD, owned_counts, runner_for, stored_files
+from gateway.testing_flow import PASSWORD, owned_counts, stored_files
 from preprocessing.synthesis import SampleSpec, write_sample_video
 
 CHROMIUM = "/usr/bin/chromium"
@@ -83,12 +85,17 @@ def test_upload_follow_the_progress_seek_a_window_and_delete(browser: Any, serve
     page.evaluate("window.emofuseLoaded = true")  # gone if the page reloads
     page.screenshot(path=str(shots / "progress.png"), full_page=True)
 
-    runner = runner_for(app, triton.grpc_url)
-    worker = threading.Thread(target=runner.work, kwargs={"burst": True})
-    worker.start()
-    seen = _watch(page, worker)
-    worker.join()
-    runner.close()
+    # `emofuse worker` in a process of its own, as deployed: in this one it would hold the GIL
+    # that the server's threads need to answer the page's polls.
+    env = {**os.environ, "EMOFUSE_DATA_DIR": str(tmp_path / "data"), "EMOFUSE_JOB_POLL_S": "0.2"}
+    worker = subprocess.Popen([sys.executable, "-m", "emofuse.cli", "worker", "--burst", "--triton", triton.grpc_url],
+                              cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        seen = _watch(page, worker)
+        assert worker.wait(timeout=120) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
     page.wait_for_selector("#player", timeout=30_000)
     page.wait_for_selector("#progress", state="hidden", timeout=30_000)
     assert page.evaluate("window.emofuseLoaded") is True, "the page reloaded"
@@ -132,11 +139,11 @@ def test_upload_follow_the_progress_seek_a_window_and_delete(browser: Any, serve
         shutil.copytree(shots, tmp_path / "kept", dirs_exist_ok=True)
 
 
-def _watch(page: Any, worker: threading.Thread) -> list[tuple[int, str]]:
+def _watch(page: Any, worker: subprocess.Popen[bytes]) -> list[tuple[int, str]]:
     """(percent, stage) as the page shows them, every 50 ms while the job runs and a little after."""
     seen, until = [], None
     while until is None or time.monotonic() < until:
-        if until is None and not worker.is_alive():
+        if until is None and worker.poll() is not None:
             until = time.monotonic() + 3  # the page polls once a second: let it catch up
         try:
             percent = int(page.inner_text("[data-percent]", timeout=500).split()[0])
