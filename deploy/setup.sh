@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 # espeak-ng: speech for sample and test recordings. postgresql, redis-server: the gateway's storage
 # and job tests run on a real PostgreSQL and Redis too (each test run starts its own on the loopback;
-# the embedded default needs neither).
-debian_packages=(espeak-ng postgresql redis-server)
+# the embedded default needs neither). chromium: the browser the gateway's page tests drive
+# (Playwright's own browser download cannot work here).
+debian_packages=(espeak-ng postgresql redis-server chromium)
 missing=()
 for package in "${debian_packages[@]}"; do dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package"); done
 if [ ${#missing[@]} -gt 0 ]; then

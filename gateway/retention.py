@@ -62,12 +62,9 @@ def parse_retention(choice: str, days: str) -> int | None:
 
 
 def stored_names(recording: Recording) -> list[str]:
-    """The names of every file in the owner's directory that belongs to ``recording``.
-
-    The one place that says which files go with a recording: outputs an analysis writes (the
-    annotated copy, the timeline, the audio track) must be added here when their names are recorded.
-    """
-    return [recording.stored_name]
+    """The names of every file in the owner's directory that belongs to ``recording``: the upload,
+    its separate sound and EEG, and every analysis's outputs (:attr:`Recording.stored_files`)."""
+    return recording.stored_files
 
 
 def delete_recording(session: Session, storage: Storage, recording: Recording) -> None:

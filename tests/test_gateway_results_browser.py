@@ -65,7 +65,9 @@ def shots(tmp_path: Path) -> Path:
 def test_upload_follow_the_progress_seek_a_window_and_delete(browser: Any, served: tuple[str, Any], triton: Any, tmp_path: Path,
                                                              shots: Path) -> None:  # fmt: skip
     base, app = served
-    video = write_sample_video(tmp_path / "Interview.mp4", SampleSpec(duration_s=10.8, width=640, height=360, face_height=200))
+    # 9 windows: two requests (8 + 1) and a copy of 972 frames, so the stages last long enough for
+    # the page's once-a-second polls to see the bar move even on a busy machine.
+    video = write_sample_video(tmp_path / "Interview.mp4", SampleSpec(duration_s=32.4, width=640, height=360, face_height=200))
     context = browser.new_context(viewport=LAPTOP)
     page = context.new_page()
     page.goto(f"{base}/auth/sign-up")
@@ -104,7 +106,7 @@ def test_upload_follow_the_progress_seek_a_window_and_delete(browser: Any, serve
 
     page.wait_for_function("document.getElementById('player').readyState >= 1", timeout=30_000)
     windows = page.locator("button.window")
-    assert windows.count() == 3
+    assert windows.count() == 9
     windows.nth(2).click()
     page.wait_for_function("Math.abs(document.getElementById('player').currentTime - 7.2) < 0.05", timeout=10_000)
     page.locator("svg.strip rect[data-seek]").nth(1).click()

@@ -123,7 +123,10 @@ def _recording(session: Session, storage: Storage, user: User, *, age_days: floa
     recording = Recording(name=f"{user.email} {age_days} d.mp4", kind="video", media_type="video/mp4", size_bytes=30,
                           stored_name=name, created_at=created)  # fmt: skip
     user.recordings.append(recording)
-    analysis = Analysis(name=recording.name, mode="av", status=AnalysisStatus.DONE, created_at=created, labels=["happy", "sad"])
+    copy = storage.new_name(".mp4")  # an output of the analysis: the annotated copy
+    storage.path(user.id, copy).write_bytes(b"annotated copy")
+    analysis = Analysis(name=recording.name, mode="av", status=AnalysisStatus.DONE, created_at=created, labels=["happy", "sad"],
+                        files={"video": copy})  # fmt: skip
     recording.analyses.append(analysis)
     analysis.windows.append(Window(index=0, start_s=0.0, end_s=3.6, status="ok", label="happy", probabilities={"happy": 0.8, "sad": 0.2},
                                    face_frames=15, frames=15, voice=True, weights={"face_expression": 0.55, "speech_emotion": 0.45}))  # fmt: skip
@@ -347,19 +350,21 @@ def test_purge_deletes_expired_uploads_with_their_files_and_nothing_else(databas
             old_but_forever = _recording(session, storage, forever, age_days=4000, now=now)
             expired_week = _recording(session, storage, week, age_days=8, now=now)
             kept_week = _recording(session, storage, week, age_days=6, now=now)
-            files = {r.id: storage.path(r.user_id, r.stored_name) for r in (expired, kept, busy, old_but_forever, expired_week, kept_week)}
+            files = {r.id: [storage.path(r.user_id, name) for name in r.stored_files]
+                     for r in (expired, kept, busy, old_but_forever, expired_week, kept_week)}  # fmt: skip
+            assert all(len(paths) == 2 for paths in files.values()), "the upload and the analysis's annotated copy"
             session.expunge_all()  # the purge must find everything in the database, not in this session
 
             assert purge_expired(session, storage, now) == 2
             session.expunge_all()
             for gone in (expired, expired_week):
-                assert _remains(session, gone.id) == NOTHING and not files[gone.id].exists()
+                assert _remains(session, gone.id) == NOTHING and not any(p.exists() for p in files[gone.id])
             for there in (kept, busy, old_but_forever, kept_week):
-                assert _remains(session, there.id) == ALL_THERE and files[there.id].is_file()
+                assert _remains(session, there.id) == ALL_THERE and all(p.is_file() for p in files[there.id])
             assert purge_expired(session, storage, now) == 0
             assert purge_expired(session, storage, now + timedelta(days=2)) == 2  # 31 and 8 days old by then
             for gone in (kept, kept_week):
-                assert _remains(session, gone.id) == NOTHING and not files[gone.id].exists()
+                assert _remains(session, gone.id) == NOTHING and not any(p.exists() for p in files[gone.id])
             assert _remains(session, busy.id) == _remains(session, old_but_forever.id) == ALL_THERE
     finally:
         engine.dispose()
