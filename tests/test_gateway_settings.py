@@ -115,18 +115,21 @@ def _signed_in(web: FlaskClient) -> bool:
 
 
 def _recording(session: Session, storage: Storage, user: User, *, age_days: float, now: datetime,
-               job: JobState = JobState.DONE) -> Recording:  # fmt: skip
-    """A recording ``age_days`` old with its file on disk, and an analysis with a window, a verdict and a job."""
+               job: JobState = JobState.DONE, with_copy: bool = False) -> Recording:  # fmt: skip
+    """A recording ``age_days`` old with its file on disk, and an analysis with a window, a verdict
+    and a job; ``with_copy``: the analysis has an output file too (an annotated copy)."""
     name = storage.new_name(".mp4")
     storage.path(user.id, name).write_bytes(f"video of {user.email}, {age_days} days old".encode())
     created = now - timedelta(days=age_days)
     recording = Recording(name=f"{user.email} {age_days} d.mp4", kind="video", media_type="video/mp4", size_bytes=30,
                           stored_name=name, created_at=created)  # fmt: skip
     user.recordings.append(recording)
-    copy = storage.new_name(".mp4")  # an output of the analysis: the annotated copy
-    storage.path(user.id, copy).write_bytes(b"annotated copy")
+    outputs = {}
+    if with_copy:
+        outputs["video"] = storage.new_name(".mp4")
+        storage.path(user.id, outputs["video"]).write_bytes(b"annotated copy")
     analysis = Analysis(name=recording.name, mode="av", status=AnalysisStatus.DONE, created_at=created, labels=["happy", "sad"],
-                        files={"video": copy})  # fmt: skip
+                        files=outputs)  # fmt: skip
     recording.analyses.append(analysis)
     analysis.windows.append(Window(index=0, start_s=0.0, end_s=3.6, status="ok", label="happy", probabilities={"happy": 0.8, "sad": 0.2},
                                    face_frames=15, frames=15, voice=True, weights={"face_expression": 0.55, "speech_emotion": 0.45}))  # fmt: skip
@@ -344,12 +347,12 @@ def test_purge_deletes_expired_uploads_with_their_files_and_nothing_else(databas
             week = User(email="week@example.org", password_hash="x", retention_days=7)
             session.add_all([month, forever, week])
             session.commit()
-            expired = _recording(session, storage, month, age_days=31, now=now)
-            kept = _recording(session, storage, month, age_days=29, now=now)
-            busy = _recording(session, storage, month, age_days=40, now=now, job=JobState.RUNNING)
-            old_but_forever = _recording(session, storage, forever, age_days=4000, now=now)
-            expired_week = _recording(session, storage, week, age_days=8, now=now)
-            kept_week = _recording(session, storage, week, age_days=6, now=now)
+            expired = _recording(session, storage, month, age_days=31, now=now, with_copy=True)
+            kept = _recording(session, storage, month, age_days=29, now=now, with_copy=True)
+            busy = _recording(session, storage, month, age_days=40, now=now, job=JobState.RUNNING, with_copy=True)
+            old_but_forever = _recording(session, storage, forever, age_days=4000, now=now, with_copy=True)
+            expired_week = _recording(session, storage, week, age_days=8, now=now, with_copy=True)
+            kept_week = _recording(session, storage, week, age_days=6, now=now, with_copy=True)
             files = {r.id: [storage.path(r.user_id, name) for name in r.stored_files]
                      for r in (expired, kept, busy, old_but_forever, expired_week, kept_week)}  # fmt: skip
             assert all(len(paths) == 2 for paths in files.values()), "the upload and the analysis's annotated copy"
