@@ -8,6 +8,7 @@ the recordings are written with PyAV (speech by espeak-ng where installed).
 from __future__ import annotations
 
 import csv
+import uuid
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,24 @@ def trial_folder(tmp_path_factory) -> Path:
         for row in rows:
             writer.writerow({"subject": 1, "eeg_rate": spec.rate, "mat_key": "eeg", **row})
     return root
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server of the test run's own, on the loopback (gateway.testing.PostgresServer)."""
+    from gateway.testing import PostgresServer, PostgresUnavailable
+
+    try:
+        server = PostgresServer().__enter__()
+    except PostgresUnavailable as err:
+        pytest.skip(f"no PostgreSQL here: {err}")
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The gateway's database, once on SQLite and once on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'emofuse.sqlite'}"
+    return request.getfixturevalue("postgres").create_database(f"test_{uuid.uuid4().hex[:12]}")

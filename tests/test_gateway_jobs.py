@@ -31,9 +31,9 @@ from sqlalchemy.orm import Session
 from gateway import create_app
 from gateway.config import Config
 from gateway.db import engine_of
-from gateway.jobs import Runner, _Lost, delivering
+from gateway.jobs import _Lost, delivering
 from gateway.models import Analysis, AnalysisStatus, Job, JobState, User, utcnow
-from gateway.testing import PostgresServer, PostgresUnavailable
+from gateway.testing import PostgresServer
 from gateway.testing_flow import (
     RedisServer,
     RedisUnavailable,
@@ -46,16 +46,6 @@ from gateway.testing_flow import (
 )
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer().__enter__()
-    except PostgresUnavailable as err:
-        pytest.skip(f"no PostgreSQL here: {err}")
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

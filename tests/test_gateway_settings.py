@@ -16,7 +16,6 @@ import re
 import subprocess
 import sys
 import tracemalloc
-import uuid
 import zipfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -47,30 +46,13 @@ from gateway.models import (
 from gateway.retention import purge_expired
 from gateway.sessions import user_for_session_id
 from gateway.storage import Storage
-from gateway.testing import PostgresServer, PostgresUnavailable, csrf_token, sign_in, sign_up
+from gateway.testing import csrf_token, sign_in, sign_up
 from gateway.tokens import create_token
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "staple tangent orbit"
 OWNED = (ApiToken, Recording, Analysis, Window, Verdict, Job)
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer().__enter__()
-    except PostgresUnavailable as err:
-        pytest.skip(f"no PostgreSQL here: {err}")
-    yield server
-    server.close()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'db' / 'emofuse.sqlite'}"
-    return request.getfixturevalue("postgres").create_database(f"test_{uuid.uuid4().hex[:12]}")
 
 
 def _app(tmp_path: Path, **settings: object) -> Flask:

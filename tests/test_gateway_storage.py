@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
-import uuid
 from collections.abc import Iterator
 from datetime import timezone
 from pathlib import Path
@@ -39,28 +38,10 @@ from gateway.models import (
     Window,
 )
 from gateway.storage import Storage
-from gateway.testing import PostgresServer, PostgresUnavailable
 from gateway.tokens import create_token
 
 PASSWORD = "correct horse battery"
 OWNED = (ApiToken, Recording, Analysis, Window, Verdict, Job)
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer().__enter__()
-    except PostgresUnavailable as err:
-        pytest.skip(f"no PostgreSQL here: {err}")
-    yield server
-    server.close()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'db' / 'emofuse.sqlite'}"
-    return request.getfixturevalue("postgres").create_database(f"test_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture
