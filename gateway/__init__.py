@@ -9,18 +9,19 @@ One module per concern: ``auth`` (sign up, in, out), ``history`` (the home page)
 (upload, progress, result, compare pages) and ``api_analyses`` (the same under ``/api/v1/``), ``settings``
 (password, API tokens, retention, export, deleting the account), ``about`` (what the models can and
 cannot tell), ``health`` (``/healthz``, ``/readyz``), ``metrics`` (``/metrics``), ``api``
-(``/api/v1/``, bearer tokens); ``models`` and ``db`` (the database and its migrations), ``storage``
-(users' files), ``accounts``, ``sessions``, ``tokens``, ``limits``, ``retention`` and ``archive`` (the
-rules behind the pages), ``uploads`` and ``media`` (receiving and checking files), ``jobs`` and
-``queue`` (the background analyses), ``records``, ``results`` and ``plots`` (what they produce),
-``security``, ``logs`` and ``failures`` (what every request gets).
+(``/api/v1/``, bearer tokens), ``openapi`` (the API's description at ``/api/v1/openapi.json``);
+``models`` and ``db`` (the database and its migrations), ``storage`` (users' files), ``accounts``,
+``sessions``, ``tokens``, ``limits``, ``retention`` and ``archive`` (the rules behind the pages),
+``uploads`` and ``media`` (receiving and checking files), ``jobs`` and ``queue`` (the background
+analyses), ``records``, ``results`` and ``plots`` (what they produce), ``security``, ``logs`` and
+``failures`` (what every request gets).
 """
 
 from __future__ import annotations
 
 from flask import Flask
 
-from . import about, analyses, api, auth, current, db, failures, health, history, logs, metrics, security, settings
+from . import about, analyses, api, auth, current, db, failures, health, history, logs, metrics, openapi, security, settings
 from .config import Config
 
 __all__ = ["Config", "create_app"]
@@ -50,6 +51,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
     security.csrf.exempt(api.bp)
+    app.register_blueprint(openapi.bp)  # /api/v1/openapi.json, for anyone
     app.register_blueprint(settings.bp)
     app.register_blueprint(settings.api_bp)
     security.csrf.exempt(settings.api_bp)  # bearer tokens, never cookies, as for api.bp
