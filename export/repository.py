@@ -192,7 +192,8 @@ class Ensemble:
             + _tensors("input", self.inputs)
             + _tensors("output", self.outputs)
             + f"ensemble_scheduling {{\n  step [\n{steps}\n  ]\n}}\n"
-            + _parameters(self.parameters)
+            # The models that answer for it, each with its card.json in the repository.
+            + _parameters(self.parameters + (("cards", ",".join(step.model for step in self.steps)),))
         )
 
 

@@ -68,6 +68,7 @@ from . import media
 from .config import Config
 from .db import make_engine
 from .errors import ConfigError
+from .metrics import JOB_STAGE_SECONDS, TRITON_SECONDS, count_failure
 from .models import Analysis, AnalysisStatus, Job, JobState, Recording, Verdict, Window, utcnow
 from .queue import JobQueue
 from .retention import PURGE_EVERY_S, purge_expired
@@ -83,7 +84,11 @@ STAGES = {
     "retrying": "Waiting for the models to answer again",
     "decoding": "Reading the recording",
     "combining": "Putting the video and the sound together",
-    "inference": "Finding faces and voices and judging each window",
+    # While windows flow, these overlap; the page names the one the job waited on most lately.
+    "faces": "Finding the faces",
+    "voice": "Listening to the voice",
+    "eeg": "Reading the video, the sound and the EEG, and judging the trial",
+    "inference": "Judging each window",
     "rendering": "Writing the annotated video",
     "saving": "Saving the results",
 }
@@ -201,7 +206,7 @@ class Runner:
     @property
     def analyzer(self) -> Analyzer:
         if self._analyzer is None:
-            self._client = EmotionClient(self.triton_url)
+            self._client = EmotionClient(self.triton_url, on_answer=_observe_triton)
             self._analyzer = Analyzer(self._client)
         return self._analyzer
 
@@ -310,6 +315,7 @@ class Runner:
 
     def run(self, job_id: int) -> None:
         """Run the claimed job ``job_id`` to its end: done, failed, waiting for a retry, or lost."""
+        started = time.perf_counter()
         with Session(self.engine, expire_on_commit=False) as session:
             job = session.get(Job, job_id)
             if job is None or job.worker != self.name:
@@ -332,7 +338,7 @@ class Runner:
             with _Lease(self, job_id) as lease:
                 report.lease = lease
                 if eeg is not None:
-                    report.stage("inference", 0.05)
+                    report.stage("eeg", 0.05)
                     report.finish_trial(self._judge_trial(path, sound and self.storage.path(user_id, sound),
                                                           self.storage.path(user_id, eeg), eeg_settings))  # fmt: skip
                     return
@@ -341,6 +347,7 @@ class Runner:
                     path = media.combine(path, self.storage.path(user_id, sound), work / "combined.mov")
                 result = self.analyzer.analyze(path, work / "out", mode=mode, render=render, progress=report)
                 report.finish(result)
+                _observe_stages(result.seconds, time.perf_counter() - started)
         except _Lost:
             log.warning("job %s is no longer this worker's (deleted or taken over); its work is dropped", job_id)
         except (InputError, RecordingError) as err:
@@ -427,6 +434,14 @@ class _Reporter:
         self.lease: _Lease | None = None
         self.timeline_stored = False
         self._last = ("decoding", 0.0, 0.0)  # stage, fraction, monotonic time written
+        self._seconds: Mapping[str, float] = {}  # of each stage, at the last report
+
+    def _busiest(self, seconds: Mapping[str, float]) -> str:
+        """The stage that took most of the time since the last report: decoding, faces, voice or
+        inference. They overlap window by window, so the page names the one the job waits on."""
+        grown = {stage: t - self._seconds.get(stage, 0.0) for stage, t in seconds.items()}
+        self._seconds = dict(seconds)
+        return max(grown, key=grown.get) if grown else "inference"
 
     def __call__(self, progress: Progress) -> None:
         if self.lease is not None and self.lease.lost.is_set():
@@ -434,7 +449,7 @@ class _Reporter:
         if self.runner._stopping.is_set() and progress.stage == "windows":
             raise _Interrupted
         if progress.stage == "windows":
-            self.stage("inference", 0.02 + (self.share - 0.02) * progress.done / max(progress.total, 1))
+            self.stage(self._busiest(progress.seconds), 0.02 + (self.share - 0.02) * progress.done / max(progress.total, 1))
         elif progress.stage == "timeline" and progress.timeline is not None:
             self.store_timeline(progress.timeline)
         elif progress.stage == "video":
@@ -513,6 +528,7 @@ class _Reporter:
             job.state, job.finished_at, job.lease_until = JobState.DONE, now, None
 
     def fail(self, code: str, message: str) -> None:
+        count_failure(code, source="job")
         with contextlib.suppress(_Lost), self.runner.owned(self.job_id) as session:
             now = utcnow()
             job = session.get(Job, self.job_id)
@@ -549,6 +565,19 @@ class _Reporter:
         analysis = session.get(Analysis, self.analysis_id)
         analysis.status, analysis.stage, analysis.progress = AnalysisStatus.QUEUED, stage, 0.0
         return job.attempts
+
+
+def _observe_triton(model: str, seconds: float) -> None:
+    TRITON_SECONDS.labels(model=model).observe(seconds)
+
+
+def _observe_stages(seconds: Mapping[str, float], wall_s: float) -> None:
+    """Each stage's seconds of one finished analysis into ``JOB_STAGE_SECONDS``, and the rest
+    of the job's wall time as "gateway": its database writes, moving its files, and serving's
+    own bookkeeping between the stages."""
+    for stage, t in seconds.items():
+        JOB_STAGE_SECONDS.labels(stage=stage).observe(t)
+    JOB_STAGE_SECONDS.labels(stage="gateway").observe(max(wall_s - sum(seconds.values()), 0.0))
 
 
 def _fail(analysis: Analysis, code: str, message: str, now: Any) -> None:

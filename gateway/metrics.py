@@ -12,13 +12,15 @@ process. Triton's own metrics stay on its port (8002).
 - ``emofuse_http_request_duration_seconds`` (histogram; ``route``, ``method``): time to answer.
 - ``emofuse_upload_bytes_total`` (counter): bytes of uploads stored; the upload code calls
   ``UPLOAD_BYTES.inc(size)``.
-- ``emofuse_job_stage_duration_seconds`` (histogram; ``stage``: decoding, faces, voice, eeg,
-  inference, rendering): the job worker wraps each stage in ``JOB_STAGE_SECONDS.labels(stage=...).time()``.
-- ``emofuse_triton_request_duration_seconds`` (histogram; ``model``, the ensemble): whoever calls
-  Triton wraps the call in ``TRITON_SECONDS.labels(model=...).time()``.
+- ``emofuse_job_stage_duration_seconds`` (histogram; ``stage``: decoding, faces, voice,
+  inference, rendering, gateway): each finished analysis's wall seconds in each stage, as
+  ``serving.Analysis.seconds`` counts them, and the rest of its job as "gateway" (database
+  writes, moving files); :mod:`gateway.jobs` observes them.
+- ``emofuse_triton_request_duration_seconds`` (histogram; ``model``, the ensemble): each request's
+  seconds from send to answer (the job worker's ``EmotionClient(on_answer=...)``).
 - ``emofuse_failures_total`` (counter; ``source``: request or job, ``reason``: a fixed code such as
   ``csrf_failed``, ``not_found``, ``models_unavailable``): every error answered
-  (:mod:`gateway.failures`), and every job failure, by ``count_failure(reason)``.
+  (:mod:`gateway.failures`), and every job failure, by ``count_failure(reason)`` (source job).
 - ``emofuse_jobs`` (gauge; ``state``: queued, running) and ``emofuse_jobs_oldest_queued_seconds``:
   counted in the database at scrape time, so exact whichever process runs the jobs.
 

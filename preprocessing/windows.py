@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Full, Queue
@@ -157,7 +158,9 @@ class WindowReader:
     """Iterates over the windows of a recording as soon as each is complete.
 
     Use :func:`read_windows` to make one. ``len(reader)`` is known before decoding starts, so a
-    caller can report progress.
+    caller can report progress. ``seconds`` adds up, as the windows are read, the wall time the
+    reader spent waiting for decoded frames and audio ("decoding") and finding and cropping faces
+    ("faces"), so a caller can say where a recording's time went.
     """
 
     def __init__(
@@ -175,6 +178,7 @@ class WindowReader:
         self.info, self.spec, self.crop, self.wav_path = info, spec, crop, wav_path
         self.detector = detector if crop is not None and info.has_video else None
         self.spans = spec.spans(info.duration_s)
+        self.seconds = {"decoding": 0.0, "faces": 0.0}
 
     def __len__(self) -> int:
         return len(self.spans)
@@ -262,7 +266,7 @@ class WindowReader:
                 skip_nonref=spec.skip_nonref,
             )
         )
-        for item in stream:
+        for item in _timed(stream, self.seconds, "decoding"):
             if isinstance(item, AudioChunk):
                 audio.append(item)
                 if wav is not None:
@@ -297,12 +301,35 @@ class WindowReader:
     def _face(self, frame: VideoFrame, near: FaceBox | None) -> tuple[np.ndarray | int, FaceBox | None]:
         """The crop of the best face in ``frame`` (0 if none) and its box; ``near``: search
         around this box first, the whole frame only if the face is not there."""
+        started = time.perf_counter()
+        try:
+            return self._find_face(frame, near)
+        finally:
+            self.seconds["faces"] += time.perf_counter() - started
+
+    def _find_face(self, frame: VideoFrame, near: FaceBox | None) -> tuple[np.ndarray | int, FaceBox | None]:
         rgb = frame.rgb()
         boxes = self.detector.detect_near(rgb, near) if near is not None else []
         boxes = boxes or self.detector.detect(rgb)
         if not boxes:
             return 0, None
         return crop_face(rgb, boxes[0], self.crop), boxes[0]
+
+
+def _timed(items: Generator[T, None, None], seconds: dict[str, float], key: str) -> Iterator[T]:
+    """``items``, adding the wall time spent waiting for each to ``seconds[key]``; closing
+    this closes ``items`` (the decoding thread stops at once)."""
+    with contextlib.closing(items):
+        while True:
+            started = time.perf_counter()
+            item = next(items, _END)
+            seconds[key] += time.perf_counter() - started
+            if item is _END:
+                return
+            yield item
+
+
+_END = object()
 
 
 def _read_ahead(items: Iterator[T], depth: int = 16) -> Iterator[T]:

@@ -19,12 +19,14 @@ reached only through Triton.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +114,10 @@ class Progress:
     done: float
     total: float
     timeline: Timeline | None = None  # the "timeline" stage only
+    #: Wall seconds spent so far in each part of the work: "decoding" (waiting for frames and
+    #: audio), "faces" (finding and cropping them), "voice" (audio features), "inference"
+    #: (waiting for Triton), "rendering" (the annotated copy).
+    seconds: Mapping[str, float] = field(default_factory=dict)
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -133,6 +139,8 @@ class Analysis:
     failures : dict of str to str
         What could not be written, by kind ('video', 'image'), with the reason. The timeline is
         complete even so: a failed copy costs only the copy.
+    seconds : dict of str to float
+        Wall seconds of each part of the work (see :attr:`Progress.seconds`).
     """
 
     recording: RecordingInfo
@@ -140,6 +148,7 @@ class Analysis:
     files: dict[str, Path] = field(default_factory=dict)
     faces: list[dict[str, Any]] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         info = self.recording
@@ -156,6 +165,7 @@ class Analysis:
             **self.timeline.to_dict(),
             "files": {kind: path.name for kind, path in self.files.items()},
             "failures": dict(self.failures),
+            "seconds": {stage: round(t, 3) for stage, t in self.seconds.items()},
         }
         if info.is_still:
             for entry, face in zip(out["windows"], self.faces):
@@ -248,7 +258,7 @@ class Analyzer:
         else:
             analysis = self._analyze_windows(info, mode, model, staging, stem, progress)
             if progress is not None:
-                progress(Progress("timeline", 1, 1, timeline=analysis.timeline))
+                progress(Progress("timeline", 1, 1, timeline=analysis.timeline, seconds=dict(analysis.seconds)))
             if render and info.has_video:
                 self._render(analysis, staging / f"{stem}.annotated.mp4", progress)
         timeline_path = staging / f"{stem}.timeline.json"
@@ -258,8 +268,10 @@ class Analyzer:
 
     @staticmethod
     def _render(analysis: Analysis, video: Path, progress: ProgressCallback | None) -> None:
-        report = None if progress is None else (lambda f: progress(Progress("video", f, 1.0)))
-        _write_copy(analysis, "video", video, lambda: render_video(analysis.recording, analysis.timeline, video, progress=report))
+        seconds = analysis.seconds
+        report = None if progress is None else (lambda f: progress(Progress("video", f, 1.0, seconds=dict(seconds))))
+        with _clock(seconds, "rendering"):
+            _write_copy(analysis, "video", video, lambda: render_video(analysis.recording, analysis.timeline, video, progress=report))
 
     def _model(self, mode: Mode) -> ModelInfo:
         model = self.client.model(mode.model)
@@ -274,27 +286,31 @@ class Analyzer:
         # The attention model states its crops in its config; the face model takes FER-2013's.
         crop = (model.settings("crop", CropSpec) if mode.mfcc else FACE_CROP) if mode.face else None
         reader = read_windows(info, self.spec, crop=crop, detector=self.detector if mode.face else None, wav_path=wav)
-        timeline = Timeline(mode.model, model.labels, model.trained, mode.name)
+        timeline = Timeline(mode.model, model.labels, model.trained, mode.name, cards=model.cards)
         # Only the requests not yet answered keep their windows and tensors: the client's
         # in-flight limit (submit blocks beyond it) plus those answered since the last look,
         # however long the recording. Each answer becomes small per-window results at once.
         sent: list[_Sent] = []
+        own: dict[str, float] = {}  # the reader counts decoding and faces; these are the rest
         batches = _batches(reader, BATCH_WINDOWS)
         try:
             for batch in batches:
-                inputs = self.inputs(mode, batch)
-                sent.append((batch, inputs, self.client.submit(mode.model, inputs, mode.outputs)))
-                sent = _collect(sent, timeline, mode, model.trained)
+                with _clock(own, "voice" if mode.voice else "faces"):
+                    inputs = self.inputs(mode, batch)
+                with _clock(own, "inference"):
+                    sent.append((batch, inputs, self.client.submit(mode.model, inputs, mode.outputs)))  # blocks at the in-flight limit
+                    sent = _collect(sent, timeline, mode, model.trained)
                 if progress is not None:
-                    progress(Progress("windows", batch[-1].index + 1, len(reader)))
+                    progress(Progress("windows", batch[-1].index + 1, len(reader), seconds=_added(reader.seconds, own)))
         finally:
             batches.close()  # a failed answer stops decoding (and the .wav) now, not when its traceback goes
-        sent = _collect(sent, timeline, mode, model.trained, wait=True)
+        with _clock(own, "inference"):
+            sent = _collect(sent, timeline, mode, model.trained, wait=True)
         timeline.windows.sort(key=lambda w: w.index)  # answers may come back out of order
         if not any(w.judged for w in timeline.windows):
             raise _nothing_to_judge(info, mode, len(timeline.windows))
         files = {"audio": wav} if wav is not None else {}
-        return Analysis(info, timeline, files)
+        return Analysis(info, timeline, files, seconds=_added(reader.seconds, own))
 
     def inputs(self, mode: Mode, batch: list[Window]) -> dict[str, np.ndarray]:
         """The ensemble's input tensors for a batch of windows."""
@@ -340,7 +356,7 @@ class Analyzer:
             {"FACE_CROPS": np.stack(crops)[:, None], "FACE_PRESENT": np.ones((len(crops), 1), bool)},
             mode.outputs,
         )
-        timeline = Timeline(mode.model, model.labels, model.trained, mode.name)
+        timeline = Timeline(mode.model, model.labels, model.trained, mode.name, cards=model.cards)
         for i, probs in enumerate(result["EMOTION_PROBS"]):
             status = "ok" if model.trained else "untrained"
             probs = probs if model.trained else None
@@ -423,6 +439,25 @@ def _collect(sent: list[_Sent], timeline: Timeline, mode: Mode, trained: bool, *
         else:
             waiting.append((batch, inputs, future))
     return waiting
+
+
+@contextlib.contextmanager
+def _clock(seconds: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the wall time of the block to ``seconds[stage]``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - started
+
+
+def _added(*parts: Mapping[str, float]) -> dict[str, float]:
+    """The seconds of each stage, added up over ``parts``."""
+    total: dict[str, float] = {}
+    for part in parts:
+        for stage, t in part.items():
+            total[stage] = total.get(stage, 0.0) + t
+    return total
 
 
 def _batches(windows: Iterable[Window], size: int) -> Iterator[list[Window]]:

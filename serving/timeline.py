@@ -87,6 +87,8 @@ class Timeline:
         'face', 'audio' or 'av' (see ``serving.analysis.MODES``).
     windows : list of WindowResult
         In time order.
+    cards : tuple of str
+        The models that answered (the ensemble's steps), each with its card in the repository.
     """
 
     model: str
@@ -94,6 +96,7 @@ class Timeline:
     trained: bool
     mode: str = "face"
     windows: list[WindowResult] = field(default_factory=list)
+    cards: tuple[str, ...] = ()
 
     def label(self, window: WindowResult) -> str | None:
         """The top label of a judged window, else None."""
@@ -126,6 +129,7 @@ class Timeline:
             "model": self.model,
             "mode": self.mode,
             "weights": "real" if self.trained else "untrained",
+            "cards": list(self.cards),
             "labels": list(self.labels),
             "verdict": None
             if verdict is None

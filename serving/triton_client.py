@@ -6,6 +6,8 @@ Every analysis reaches the models through this client; nothing on that path impo
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -53,6 +55,12 @@ class ModelInfo:
     @property
     def trained(self) -> bool:
         return self.weights == "real"
+
+    @property
+    def cards(self) -> tuple[str, ...]:
+        """The models that answer for it (an ensemble's steps), each with a card in the
+        repository (``emofuse models NAME`` prints it)."""
+        return tuple(self.parameters["cards"].split(",")) if self.parameters.get("cards") else (self.name,)
 
     def settings(self, key: str, kind: type[T]) -> T:
         """The input settings ``key`` of the config (``name=value;...``, see ``export.pipelines``)
@@ -104,10 +112,16 @@ class EmotionClient:
         Per-request limit in seconds.
     in_flight : int
         Requests :meth:`submit` keeps outstanding before it waits for one to finish.
+    on_answer : callable, optional
+        Called with the model's name and the request's seconds, from send to answer (or error),
+        on the client's thread: a metrics hook, so it must be quick and must not raise.
     """
 
-    def __init__(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, in_flight: int = DEFAULT_IN_FLIGHT) -> None:
-        self.url, self.timeout_s = url, timeout_s
+    def __init__(
+        self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, in_flight: int = DEFAULT_IN_FLIGHT,
+        on_answer: Callable[[str, float], None] | None = None,
+    ) -> None:  # fmt: skip
+        self.url, self.timeout_s, self.on_answer = url, timeout_s, on_answer
         self._client = grpcclient.InferenceServerClient(url)
         self._slots = threading.BoundedSemaphore(in_flight)
         self._models: dict[str, ModelInfo] = {}
@@ -152,9 +166,12 @@ class EmotionClient:
             tensor.set_data_from_numpy(array)
             request.append(tensor)
         future: Future[dict[str, np.ndarray]] = Future()
+        sent = time.perf_counter()
 
         def done(result: grpcclient.InferResult | None, error: InferenceServerException | None) -> None:
             self._slots.release()
+            if self.on_answer is not None:
+                self.on_answer(model, time.perf_counter() - sent)
             if error is not None:
                 future.set_exception(_upstream_error(error, self.url))
             else:
