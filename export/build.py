@@ -17,7 +17,7 @@ own ONNX file run chunk by chunk, as Silero runs it.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +54,18 @@ TRIAL_AV_WINDOWS, TRIAL_EEG_WINDOWS = 6, 4
 VERDICT = VoiceVerdict(chunk_s=silero.CHUNK / silero.RATE)  # one rule for the VAD's outputs and for the gates that use them
 
 
+FACE_WEIGHTS = WEIGHTS / "face"  # written by `emofuse train fer2013`; served when present
+
+
+def _shipped_face() -> Path | None:
+    return FACE_WEIGHTS if (FACE_WEIGHTS / "face.pt").is_file() else None
+
+
 @dataclass(frozen=True)
 class Checkpoints:
-    """Folders of trained models (``emofuse train ... --out DIR``) to serve; None: the FER-2013 port."""
+    """Folders of trained models (``emofuse train ... --out DIR``) to serve; face None: the FER-2013 port."""
 
-    face: Path | None = None
+    face: Path | None = field(default_factory=_shipped_face)
     speech: Path = SPEECH_WEIGHTS
     av: Path = WEIGHTS / "av"
     eeg: Path = WEIGHTS / "eeg"

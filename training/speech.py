@@ -58,12 +58,12 @@ import torch.nn.functional as F
 
 from models.card import ModelCard
 from models.parameters import count_parameters
-from models.speech import MfccMLPConfig, SpeechCNNConfig, SpeechEnsemble, build, speech_card
+from models.speech import SPEECH_WEIGHTS, MfccMLPConfig, SpeechCNNConfig, SpeechEnsemble, build, load_speech, speech_card
 from preprocessing.audio_features import LogMelSpec, MfccSpec, cut_window, log_mel, mfcc, window_offsets
 from training.loop import Epoch, FitConfig, Score, TrainBatch, best_epoch, predict_proba
 from training.loop import fit as fit_loop
-from training.metrics import format_confusion, report
-from training.ravdess import EMOTIONS_8, LICENCE, derive_split, load_audio, read_clips
+from training.metrics import format_confusion, per_group, report
+from training.ravdess import EMOTIONS_8, LICENCE, Clip, derive_split, load_audio, read_clips
 from training.report import write_report
 
 __all__ = ["Augment", "TrainConfig", "evaluate", "fit", "main", "mixup", "recalibrate_batch_norm", "train"]
@@ -301,6 +301,31 @@ def evaluate(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, n_crops: int)
     }
 
 
+def group_accuracy(model: torch.nn.Module, x: np.ndarray, clips: Sequence[Clip], n_crops: int) -> dict[str, dict[str, float]]:
+    """Accuracy per actor and per sex (RAVDESS: odd actors male, even female) of ``clips``,
+    whose features ``x`` are as :func:`evaluate` takes them."""
+    predicted = predict_proba(model, (x,)).reshape(len(clips), n_crops, -1).mean(axis=1).argmax(1)
+    truth = np.array([c.label for c in clips])
+    actors = [f"actor {c.actor:02d} ({'female' if c.actor % 2 == 0 else 'male'})" for c in clips]
+    sexes = ["female" if c.actor % 2 == 0 else "male" for c in clips]
+    return {"per_actor": per_group(truth, predicted, actors), "per_sex": per_group(truth, predicted, sexes)}
+
+
+def measure_groups(data: str | Path, weights: str | Path = SPEECH_WEIGHTS) -> dict[str, dict[str, float]]:
+    """Add the per-actor and per-sex accuracy on its test actors to the card of trained weights
+    (``weights/speech.card.json``); returns them."""
+    model, card, spec = load_speech(weights)
+    cfg = TrainConfig(logmel=spec)
+    clips = read_clips(data)
+    split = derive_split(sorted({c.actor for c in clips}))
+    test = [c for c in clips if c.actor in split.test]
+    groups = group_accuracy(model, features("cnn", even_windows(load_audio(test), cfg.eval_crops), cfg), test, cfg.eval_crops)
+    card.metrics["groups"] = groups
+    card.metrics["groups_what"] = f"clips of the test actors {list(split.test)}, {cfg.eval_crops} windows averaged (measured by emofuse train audio --measure-groups)"
+    card.save(Path(weights) / "speech.card.json")
+    return groups
+
+
 def _select(items: list, max_items: int | None) -> list:
     if max_items is None or max_items >= len(items):
         return items
@@ -345,6 +370,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None) -> 
     runs = [run("cnn", seed) for seed in cfg.seeds]
     model = runs[0][0] if len(runs) == 1 else SpeechEnsemble([r[0] for r in runs])
     val, test = (evaluate(model, x["cnn"][name], y[name], cfg.eval_crops) for name in ("val", "test"))
+    groups = group_accuracy(model, x["cnn"]["test"], [clips[i] for i in subsets["test"]], cfg.eval_crops)
     members = [{"seed": seed, "validation_accuracy": history[best - 1]["val_acc"], "test_accuracy": member_test["accuracy"],
                 "test_single_window_accuracy": member_test["single_window"]["accuracy"], "best_epoch": best,
                 "epochs_run": len(history), "training_time_s": round(secs, 1), "history": history}
@@ -388,6 +414,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None) -> 
                 f"clips of the validation actors {list(split.val)}, {cfg.eval_crops} windows averaged, each member at the epoch kept"
             ),
             "test": test,
+            "groups": groups,
+            "groups_what": f"clips of the test actors {list(split.test)}, {cfg.eval_crops} windows averaged",
             "baseline_mfcc_mlp": baseline,
             "chance_accuracy": round(1 / len(EMOTIONS_8), 4),
             "training": {
@@ -420,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m training.speech", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="the ravdess-speech folder (labels.csv, Actor_XX/)")
-    p.add_argument("--out", required=True, help="folder for speech.pt and speech.card.json")
+    p.add_argument("--out", help="folder for speech.pt and speech.card.json")
+    p.add_argument("--measure-groups", metavar="DIR", help="train nothing: add per-actor and per-sex test accuracy to the card in DIR")
     p.add_argument("--seeds", type=_widths, default=d.seeds, help="one CNN per seed, comma-separated; their softmaxes are averaged")
     p.add_argument("--epochs", type=int, default=d.epochs, help="most CNN epochs (early stopping may end sooner)")
     p.add_argument("--patience", type=int, default=d.patience)
@@ -435,6 +464,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=d.threads)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    if a.measure_groups:
+        print(json.dumps(measure_groups(a.data, a.measure_groups)))
+        return 0
+    if not a.out:
+        p.error("--out is required (or --measure-groups DIR)")
     cfg = TrainConfig(
         seeds=a.seeds, epochs=a.epochs, patience=a.patience, lr=a.lr, batch_size=a.batch_size,
         augment=Augment(speed=a.speed, mixup_alpha=a.mixup), cnn=SpeechCNNConfig(widths=a.widths),
