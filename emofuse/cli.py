@@ -3,7 +3,7 @@
     emofuse repo build [--out DIR]      write the Triton model repository (exports every model, checked)
     emofuse export CHECKPOINT --out DIR  one trained model to ONNX and TorchScript, checked against PyTorch
     emofuse triton start                run Triton on the repository until stopped
-    emofuse serve                       build if needed, start Triton, analyse a sample, keep serving
+    emofuse serve                       build if needed, start Triton, the web gateway and its job worker
     emofuse analyze FILE [--json]       analyse a video, sound file or image (starts Triton unless TRITON_URL is set)
     emofuse batch DIR --out FILE.jsonl  analyse every recording under DIR, one JSON line each; reruns skip what is done
     emofuse worker                      run the web gateway's analysis jobs (from the database, or RQ with REDIS_URL)
@@ -126,32 +126,10 @@ def cmd_triton_start(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from preprocessing.synthesis import write_sample_video
+    from .serve import serve
 
-    from serving.analysis import Analyzer
-    from serving.triton_client import EmotionClient
-    from .triton_server import TritonPorts, TritonServer
-
-    repository = Path(args.repository)
-    if not (repository / "face_expression" / "1" / "model.onnx").is_file():
-        from export.build import build_default_repository
-
-        print(f"Building the model repository in {repository} ...", flush=True)
-        build_default_repository(repository)
-    sample = Path(args.workdir) / "sample.mp4"
-    if not sample.is_file():
-        sample.parent.mkdir(parents=True, exist_ok=True)
-        write_sample_video(sample)
     _stop_on_sigterm()
-    server = TritonServer(repository, ports=TritonPorts(args.grpc_port, args.http_port, args.metrics_port))
-    with server:
-        print(f"Triton ready: gRPC {server.grpc_url}, HTTP {server.http_url}, metrics {server.metrics_url}", flush=True)
-        with EmotionClient(server.grpc_url) as client:
-            result = Analyzer(client).analyze(sample, Path(args.workdir) / "results")
-        verdict = result.timeline.verdict()
-        print(f"Sample {sample}: {verdict.label if verdict else 'no verdict'}; results in {Path(args.workdir) / 'results'}")
-        print(f"Try: TRITON_URL={server.grpc_url} emofuse analyze {sample}   (Ctrl-C stops the server)", flush=True)
-        return server.wait()
+    return serve(args)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -279,8 +257,12 @@ def parser() -> argparse.ArgumentParser:
     start = with_ports(with_repository(triton.add_parser("start", help="run Triton until stopped")))
     start.set_defaults(run=cmd_triton_start)
 
-    serve = with_ports(with_repository(commands.add_parser("serve", help="start the service and analyse a sample")))
-    serve.add_argument("--workdir", type=Path, default=Path("var"), help="sample and results (default: %(default)s)")
+    serve = with_ports(with_repository(commands.add_parser("serve", help="start Triton, the web gateway and its job worker")))
+    serve.add_argument("--workdir", type=Path, default=Path("var"),
+                       help="database, users' files, secret key, sample video, logs (default: %(default)s)")  # fmt: skip
+    serve.add_argument("--host", default="127.0.0.1", help="the gateway's address (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8080, help="the gateway's port (default: %(default)s)")
+    serve.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes (default: %(default)s)")
     serve.set_defaults(run=cmd_serve)
 
     analyze = with_repository(commands.add_parser("analyze", help="analyse a video or image"))

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from serving.errors import TritonUnavailable
 
-__all__ = ["TritonPorts", "TritonServer", "free_port"]
+__all__ = ["TritonPorts", "TritonServer", "die_with_parent", "free_port"]
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,8 @@ def _backend_dir(root: Path) -> Path:
     return root
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the process that started Triton dies, so none is orphaned."""
+def die_with_parent() -> None:
+    """In a child (``preexec_fn``): get SIGTERM when the process that started it dies, so none is orphaned."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -172,18 +172,25 @@ class TritonServer:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
+            process_group=0,  # a Ctrl-C reaches the process that started it, which stops it after its own clients
         )
+        try:
+            self._wait_ready(timeout_s)
+        except BaseException:  # not ready, or a signal while it loads: stop it here, __exit__ will not run
+            self.stop()
+            raise
+        log.info("Triton ready at %s", self.grpc_url)
+        return self
+
+    def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if (code := self._process.poll()) is not None:
-                self.stop()
                 raise TritonUnavailable(f"Triton exited with code {code}:\n{self.log_tail()}")
             if self.ready():
-                log.info("Triton ready at %s", self.grpc_url)
-                return self
+                return
             time.sleep(0.2)
-        self.stop()
         raise TritonUnavailable(f"Triton was not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
 
     def ready(self) -> bool:
@@ -222,6 +229,10 @@ class TritonServer:
     def wait(self) -> int:
         """Block until the server exits; returns its exit code."""
         return self._process.wait() if self._process else 0
+
+    def poll(self) -> int | None:
+        """The server's exit code if it has exited (0 when it was never started or was stopped), else None."""
+        return self._process.poll() if self._process else 0
 
     def __enter__(self) -> TritonServer:
         return self.start()

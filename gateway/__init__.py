@@ -6,7 +6,8 @@ It reaches the models only through Triton, via :mod:`serving`; it never imports 
     gunicorn -c gateway/gunicorn_conf.py     # gateway:create_app(), settings from the environment: gateway.config
 
 One module per concern: ``auth`` (sign up, in, out), ``history`` (the home page), ``analyses``
-(upload, progress, result, compare pages) and ``api_analyses`` (the same under ``/api/v1/``), ``settings``
+(upload, progress, result, compare pages) and ``api_analyses`` (the same under ``/api/v1/``), ``sample``
+(the server's sample video in one click), ``settings``
 (password, API tokens, retention, export, deleting the account), ``about`` (what the models can and
 cannot tell), ``health`` (``/healthz``, ``/readyz``), ``metrics`` (``/metrics``), ``api``
 (``/api/v1/``, bearer tokens), ``openapi`` (the API's description at ``/api/v1/openapi.json``);
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import about, analyses, api, auth, current, db, failures, health, history, logs, metrics, openapi, security, settings
+from . import about, analyses, api, auth, current, db, failures, health, history, logs, metrics, openapi, sample, security, settings
 from .config import Config
 
 __all__ = ["Config", "create_app"]
@@ -47,6 +48,7 @@ def create_app(config: Config | None = None) -> Flask:
     failures.init_app(app)
     auth.init_app(app)
     analyses.init_app(app)  # upload, progress, results, compare, and their API routes
+    sample.init_app(app)  # the server's sample video, one click away for a user with no analyses
     app.register_blueprint(history.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)

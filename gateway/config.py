@@ -25,6 +25,8 @@ variable                       default                               what it set
                                                                      ``/about`` reads
 ``EMOFUSE_METRICS_TOKEN``      unset                                 when set, ``/metrics`` answers only requests
                                                                      with ``Authorization: Bearer TOKEN``
+``EMOFUSE_SAMPLE_VIDEO``       unset                                 a video a user with no analyses can have
+                                                                     analysed in one click (``emofuse serve`` sets it)
 =============================  ====================================  ==============================================
 
 Sign-in limits (failed attempts per 15 minutes: 5 per account, 20 per client address; sign-ups:
@@ -47,7 +49,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["Config", "DEFAULT_DATA_DIR", "SECRET_KEY_FILE"]
+__all__ = ["Config", "DEFAULT_DATA_DIR", "SECRET_KEY_FILE", "kept_secret_key"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ class Config:
     migrate: bool = True
     model_repository: Path = Path("model_repository")
     metrics_token: str | None = None  # a Prometheus server's bearer token; unset: /metrics is open
+    sample_video: Path | None = None  # the server's own sample, offered to users with no analyses (gateway.sample)
     signin_max_per_account: int = 5  # guessing stays hopeless; a person mistyping five times waits
     signin_max_per_address: int = 20  # a shared office address may hold several people
     signin_window_s: int = 15 * 60
@@ -125,6 +128,7 @@ class Config:
             migrate=_flag(environ, "EMOFUSE_MIGRATE", True),
             model_repository=Path(environ.get("EMOFUSE_MODEL_REPOSITORY") or "model_repository"),
             metrics_token=environ.get("EMOFUSE_METRICS_TOKEN") or None,
+            sample_video=Path(environ["EMOFUSE_SAMPLE_VIDEO"]).absolute() if environ.get("EMOFUSE_SAMPLE_VIDEO") else None,
         )
 
 
@@ -162,11 +166,12 @@ def _secret_key(given: str | None, data_dir: Path, *, production: bool) -> str:
     if production:
         raise ConfigError("SECRET_KEY must be set when EMOFUSE_ENV=production; generate one with "
                           "`python -c 'import secrets; print(secrets.token_hex(32))'` and keep it secret.")  # fmt: skip
-    return _kept_secret_key(data_dir / SECRET_KEY_FILE)
+    return kept_secret_key(data_dir / SECRET_KEY_FILE)
 
 
-def _kept_secret_key(path: Path) -> str:
-    """The key in ``path``, made on first use; readable by its owner only.
+def kept_secret_key(path: Path) -> str:
+    """The key in ``path``, made on first use; readable by its owner only (``emofuse serve``
+    makes it here before it starts the gateway's processes, and hands it to them).
 
     The key is written to a private temporary file and linked into place, so gunicorn workers
     starting together all end up with the same key and none reads a half-written one.
