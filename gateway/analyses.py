@@ -30,6 +30,7 @@ from .db import get_session
 from .errors import ApiError
 from .history import MODE_NAMES
 from .jobs import STAGES
+from .metrics import count_failure
 from .models import Analysis, AnalysisStatus
 from .plots import colour, probability_svg, strip_svg
 from .results import (
@@ -91,9 +92,10 @@ def create() -> Any:
         flash("This upload was already received; here is its analysis.", "info")
         return redirect(url_for("analyses.show", analysis_id=err.analysis_id), 303)
     except ApiError as err:
-        kept = ("mode", "name", "eeg_variable", "eeg_rate", "eeg_channels")
+        count_failure(err.code, source="request")  # as the API's refusals are (gateway.failures), though shown on the form
+        kept = ("mode", "name", "eeg_variable", "eeg_rate", "eeg_channels", "trial")
         values = {key: request.form.get(key, "") for key in kept} if "form" in request.__dict__ else {}
-        values["eeg"] = bool(values.get("eeg_rate") or values.get("eeg_channels") or values.get("eeg_variable"))
+        values["eeg"] = any(values.get(key) for key in ("eeg_rate", "eeg_channels", "eeg_variable", "trial"))
         return _form(err.message, err.status, **values)
     return redirect(url_for("analyses.show", analysis_id=analysis.id), 303)
 

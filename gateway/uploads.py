@@ -12,14 +12,19 @@ One path for the page's form and the API's multipart request (:func:`receive`):
 4. the file is linked under a generated name, and the Recording, its Analysis and a Job are
    committed in one transaction; then the workers are told.
 
-Fields: ``recording`` (a video, a sound file or a photo), ``sound`` (optional: a sound file for
-a video), ``consent`` (``true``: the people recorded agreed), ``mode`` (``face``, ``audio``,
-``av``, ``attention``; empty: all the recording has), ``name`` (optional; else the file's name).
+Fields: ``recording`` (a video, a sound file, a photo, or a trial folder's .zip), ``sound``
+(optional: a sound file for a video), ``consent`` (``true``: the people recorded agreed),
+``mode`` (``face``, ``audio``, ``av``, ``attention``; empty: all the recording has), ``name``
+(optional; else the file's name).
 
 A **trial** (face, voice and EEG recorded together, judged by ``emotion_av_eeg``) adds ``eeg``
 (.mat, .edf, .bdf), ``eeg_variable`` (the .mat variable; empty: its only matrix), ``eeg_rate``
 (Hz; required for .mat, checked against EDF/BDF headers) and ``eeg_channels`` (names, separated
 by spaces, commas or semicolons). Its video lasts 12.6 to 60 s (one trial) and its EEG as long.
+A trial folder zipped (its ``manifest.csv`` and the files it names, :mod:`gateway.trial_zip`) is
+sent alone as ``recording``, with ``trial`` (``SUBJECT/TRIAL``) where several of its trials have
+a video; the manifest gives what the ``eeg_*`` fields would. It is unpacked, within the limits of
+:mod:`gateway.unzip`, into a temporary folder in the user's directory, removed when the request ends.
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -40,8 +46,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
 
-from preprocessing.trial import TrialSpec
+from preprocessing.trial import Trial, TrialSpec
 
 from . import current, jobs
 from .errors import ApiError
@@ -59,6 +66,8 @@ from .media import (
 from .models import Analysis, AnalysisStatus, Recording, utcnow
 from .queue import JobQueue
 from .storage import Storage
+from .trial_zip import UnpackedTrial, unpack_trial
+from .unzip import ZipLimits, is_zip, shown
 
 __all__ = [
     "BadUpload",
@@ -79,8 +88,8 @@ MAX_NAME_LENGTH = 200  # leaves room in the 255-character column for a compariso
 MAX_PENDING_ANALYSES = 10  # per user, queued or running: one user cannot fill the workers' day
 MAX_TRIAL_S = 60.0  # a trial is about 21 s: its 6 + 4 windows are spread over it, sparser the longer it is
 EEG_SLACK_S = 1.0  # how far the EEG's length may be from the video's: they record the same trial
-_UPLOAD_DIR = "emofuse.upload_dir"  # environ keys: where this request's file parts go, and the files opened
-_OPEN_PARTS = "emofuse.upload_parts"
+_UPLOAD_DIR = "emofuse.upload_dir"  # environ keys: where this request's file parts go, and what to remove when it ends
+_CLEANUP = "emofuse.upload_cleanup"
 _QUEUE = "emofuse.queue"
 _YES = ("true", "on", "yes", "1")
 
@@ -131,7 +140,7 @@ class UploadRequest(Request):
     """Flask's request, writing file parts into the directory a view named, as temporary files.
 
     Each part is a ``NamedTemporaryFile`` there: deleted when closed, which happens when the
-    request ends (:func:`_close_parts`) unless :func:`receive` linked it under a stored name first.
+    request ends (:func:`_clean_up`); :func:`receive` links what it keeps under a stored name first.
     Requests to other views keep werkzeug's default (a temporary file outside the data directory).
     """
 
@@ -141,13 +150,20 @@ class UploadRequest(Request):
         if directory is None:
             return super()._get_file_stream(total_content_length, content_type, filename, content_length)
         part = tempfile.NamedTemporaryFile(dir=directory, prefix=".upload-", suffix=".part")  # noqa: SIM115 (closed at teardown)
-        self.environ.setdefault(_OPEN_PARTS, []).append(part)
+        self.environ.setdefault(_CLEANUP, []).append(part.close)
         return part
+
+    def make_form_data_parser(self) -> FormDataParser:
+        parser = super().make_form_data_parser()
+        # werkzeug drops a body it cannot parse, silently: an upload cut off under gunicorn (whose
+        # stream just ends) would look like a form sent without its file, or without its CSRF token
+        parser.silent = _UPLOAD_DIR not in self.environ
+        return parser
 
 
 def init_app(app: Flask) -> None:
     app.request_class = UploadRequest
-    app.teardown_request(_close_parts)
+    app.teardown_request(_clean_up)
     app.config.setdefault("EMOFUSE_MAX_PENDING_ANALYSES", MAX_PENDING_ANALYSES)
     app.extensions[_QUEUE] = JobQueue(current.config(app).redis_url)
 
@@ -157,26 +173,46 @@ def queue(app: Flask | None = None) -> JobQueue:
     return (app or current_app).extensions[_QUEUE]
 
 
-def _close_parts(_error: BaseException | None = None) -> None:
-    for part in request.environ.pop(_OPEN_PARTS, []):
+def _clean_up(_error: BaseException | None = None) -> None:
+    """Delete the request's file parts and unpacked folders; a kept upload has a link of its own."""
+    for remove in request.environ.pop(_CLEANUP, []):
         with contextlib.suppress(OSError):
-            part.close()  # deletes the temporary name; a kept upload has its own link
+            remove()
+
+
+def _scratch(directory: Path) -> Path:
+    """A new folder in ``directory``, removed with everything in it when the request ends."""
+    folder = Path(tempfile.mkdtemp(dir=directory, prefix=".trial-"))
+    request.environ.setdefault(_CLEANUP, []).append(lambda: shutil.rmtree(folder, ignore_errors=True))
+    return folder
 
 
 @dataclass(frozen=True)
 class _Upload:
-    """One checked file part: where it is now, and what it holds."""
+    """One checked file: where it is now (a file part, or a member unpacked), and what it holds."""
 
-    part: FileStorage
+    path: Path
     facts: MediaFacts
 
-    @property
-    def path(self) -> Path:
-        return Path(self.part.stream.name)
 
-    @property
-    def size(self) -> int:
-        return self.path.stat().st_size
+@dataclass(frozen=True)
+class _TrialEEG:
+    """A trial's checked EEG, and the settings to read it with."""
+
+    path: Path
+    suffix: str
+    settings: dict[str, object]
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What one upload holds, checked: the recording, its separate sound, a trial's EEG, and what
+    to call it when the form gives no name (the file's name, as the client sent it)."""
+
+    upload: _Upload
+    sound: _Upload | None
+    eeg: _TrialEEG | None
+    called: str
 
 
 def receive(session: Session, user_id: int, *, key: str | None = None, check_form: Callable[[], None] | None = None) -> Analysis:
@@ -190,6 +226,7 @@ def receive(session: Session, user_id: int, *, key: str | None = None, check_for
     ------
     UploadTooLarge, TooManyPending, DuplicateUpload, BadUpload, ConsentRequired
     gateway.media.UnsupportedUpload, gateway.media.UnprocessableUpload
+    gateway.unzip.DamagedArchive, gateway.unzip.UnsafeArchive, gateway.unzip.ArchiveTooLarge
     """
     config, storage = current.config(), current.storage()
     limit = config.max_upload_bytes
@@ -204,26 +241,24 @@ def receive(session: Session, user_id: int, *, key: str | None = None, check_for
         form, files = request.form, request.files
     except RequestEntityTooLarge:  # a body longer than it said, or of no stated length
         raise UploadTooLarge(_too_large(limit)) from None
-    except ClientDisconnected:
+    except (ClientDisconnected, ValueError):  # the stream ended early (werkzeug's server), or the body did (gunicorn's)
         raise BadUpload("The upload was cut off before it was complete; send it again.") from None
     key = key or (form.get("upload_key") or "").strip()[:64] or None
     _check_key(session, user_id, key)
     consent = (form.get("consent") or "").strip().lower() in _YES
     mode = _requested_mode(form.get("mode"))
-    main, sound = _chosen(files.get("recording")), _chosen(files.get("sound"))
+    main, sound, eeg = (_chosen(files.get(slot)) for slot in ("recording", "sound", "eeg"))
     if main is None:
-        raise BadUpload("Choose a recording to upload: a video, a sound file or a photo.")
+        raise BadUpload("Choose a recording to upload: a video, a sound file, a photo or a trial folder's .zip.")
     if not consent:
         raise ConsentRequired("Confirm that the people recorded agreed to this analysis (consent=true).")
-    upload = _Upload(main, inspect_media(_flushed(main), slot="recording", max_duration_s=config.max_duration_s))
-    extra = None if sound is None else _Upload(sound, inspect_media(_flushed(sound), slot="sound", max_duration_s=config.max_duration_s))
-    if extra is not None:
-        _check_combinable(upload, extra)
-    eeg = _chosen(files.get("eeg"))
-    trial = _trial_eeg(eeg, form, upload) if eeg is not None else None
-    mode = "trial" if trial is not None else _mode_for(upload.facts, extra is not None, mode)
-    name = display_name(form.get("name") or main.filename or "", fallback=f"Recording of {utcnow():%d %b %Y, %H:%M}")
-    analysis = _record(session, storage, user_id, upload, extra, name=name, mode=mode, key=key, eeg=trial)
+    if is_zip(_head(main)):
+        parts = _trial_folder(main, sound, eeg, form, storage.user_dir(user_id))
+    else:
+        parts = _files(main, sound, eeg, form)
+    mode = "trial" if parts.eeg is not None else _mode_for(parts.upload.facts, parts.sound is not None, mode)
+    name = display_name(form.get("name") or parts.called, fallback=f"Recording of {utcnow():%d %b %Y, %H:%M}")
+    analysis = _record(session, storage, user_id, parts, name=name, mode=mode, key=key)
     jobs.announce(queue(), list(analysis.jobs))
     return analysis
 
@@ -274,6 +309,62 @@ def _flushed(part: FileStorage) -> Path:
     return Path(part.stream.name)
 
 
+def _head(part: FileStorage) -> bytes:
+    with _flushed(part).open("rb") as file:
+        return file.read(HEAD_BYTES)
+
+
+def _inspected(path: Path, slot: str) -> _Upload:
+    return _Upload(path, inspect_media(path, slot=slot, max_duration_s=current.config().max_duration_s))
+
+
+def _files(main: FileStorage, sound: FileStorage | None, eeg: FileStorage | None, form: Any) -> _Parts:
+    """The parts of an upload of files: a recording, and its sound or its trial's EEG."""
+    upload = _inspected(_flushed(main), "recording")
+    extra = None if sound is None else _inspected(_flushed(sound), "sound")
+    if extra is not None:
+        _check_combinable(upload, extra)
+    return _Parts(upload, extra, _trial_eeg(eeg, form, upload) if eeg is not None else None, main.filename or "")
+
+
+def _trial_folder(main: FileStorage, sound: FileStorage | None, eeg: FileStorage | None, form: Any, directory: Path) -> _Parts:
+    """The parts of a trial folder's .zip, each checked as the same file uploaded alone would be;
+    a refusal names the file in the .zip it is about."""
+    if sound is not None or eeg is not None:
+        raise BadUpload("A trial folder's .zip holds its sound and EEG: send the .zip alone, without a sound or EEG file.")
+    limits = ZipLimits(max_bytes=current.config().max_upload_bytes)
+    unpacked = unpack_trial(_flushed(main), _scratch(directory), choice=form.get("trial"), limits=limits)
+    trial = unpacked.trial
+    with _about(unpacked, trial.video):
+        upload = _inspected(trial.video, "recording")
+        _check_trial_video(upload)
+    extra = None
+    if trial.audio is not None:
+        with _about(unpacked, trial.audio):
+            extra = _inspected(trial.audio, "sound")
+            _check_combinable(upload, extra)
+    with _about(unpacked, trial.eeg):
+        checked = _read_trial_eeg(trial.eeg, _eeg_suffix(trial.eeg), upload, rate=_rate(str(trial.eeg_rate), required=True),
+                                  channels=trial.channels, mat_key=trial.mat_key)  # fmt: skip
+    return _Parts(upload, extra, checked, _trial_called(main.filename or "", trial))
+
+
+@contextlib.contextmanager
+def _about(unpacked: UnpackedTrial, path: Path) -> Iterator[None]:
+    """Say which file of the .zip a refusal is about: the uploader sees that name, not ours."""
+    try:
+        yield
+    except (BadUpload, UnsupportedUpload, UnprocessableUpload) as err:
+        message = err.message[:1].lower() + err.message[1:]
+        raise type(err)(f"In the .zip, {shown(unpacked.names[path])}: {message}") from err
+
+
+def _trial_called(filename: str, trial: Trial) -> str:
+    """The .zip's name and the trial's; a slash in the trial's name would make display_name cut it off."""
+    name = re.sub(r"[/\\]", "-", trial.trial)
+    return f"{filename or 'Trial folder'} · subject {trial.subject}, trial {name}"
+
+
 def _check_combinable(upload: _Upload, sound: _Upload) -> None:
     if upload.facts.kind != "video":
         raise UnprocessableUpload(f"A separate sound file goes with a video; the recording is {KIND_NAMES[upload.facts.kind]}.")
@@ -283,15 +374,6 @@ def _check_combinable(upload: _Upload, sound: _Upload) -> None:
         except ValueError as err:  # preprocessing's RecordingError
             raise UnprocessableUpload("The video and the sound file cannot be put together: " + getattr(err, "reason", str(err))
                                       .removeprefix("the video and the sound file cannot be combined ") + ".") from err  # fmt: skip
-
-
-@dataclass(frozen=True)
-class _TrialEEG:
-    """A trial's checked EEG part, and the settings to read it with."""
-
-    part: FileStorage
-    suffix: str
-    settings: dict[str, object]
 
 
 def _trial_eeg(part: FileStorage, form: Any, upload: _Upload) -> _TrialEEG:
@@ -307,19 +389,35 @@ def _trial_eeg(part: FileStorage, form: Any, upload: _Upload) -> _TrialEEG:
         The recording is not a video of one trial, or the EEG cannot be read or does not cover it (422).
     """
     path = _flushed(part)
+    suffix = _eeg_suffix(path)
+    _check_trial_video(upload)
+    rate = _rate(form.get("eeg_rate"), required=suffix == ".mat")
+    channels = tuple(name for name in re.split(r"[\s,;]+", form.get("eeg_channels") or "") if name)[:512] or None
+    mat_key = (form.get("eeg_variable") or "").strip()[:64] or None
+    return _read_trial_eeg(path, suffix, upload, rate=rate, channels=channels, mat_key=mat_key)
+
+
+def _eeg_suffix(path: Path) -> str:
     with path.open("rb") as file:
         suffix = sniff_eeg(file.read(HEAD_BYTES))
     if suffix is None:
         raise UnsupportedUpload("The EEG file is not a .mat, EDF or BDF file, whatever its name says.")
+    return suffix
+
+
+def _check_trial_video(upload: _Upload) -> None:
     if upload.facts.kind != "video":
         raise UnprocessableUpload(f"An EEG goes with the video of its trial; the recording is {KIND_NAMES[upload.facts.kind]}.")
     video_s = upload.facts.duration_s or 0.0
     shortest = TrialSpec().min_duration_s("av")
     if not shortest <= video_s <= MAX_TRIAL_S:
         raise UnprocessableUpload(f"A trial's video lasts {shortest:g} to {MAX_TRIAL_S:g} s (one trial, about 21 s); this one lasts {video_s:g} s.")
-    rate = _rate(form.get("eeg_rate"), required=suffix == ".mat")
-    channels = tuple(name for name in re.split(r"[\s,;]+", form.get("eeg_channels") or "") if name)[:512] or None
-    mat_key = (form.get("eeg_variable") or "").strip()[:64] or None
+
+
+def _read_trial_eeg(path: Path, suffix: str, upload: _Upload, *, rate: float | None, channels: tuple[str, ...] | None,
+                    mat_key: str | None) -> _TrialEEG:  # fmt: skip
+    """Read the EEG as the job will, and check it lasts as long as the trial's video."""
+    video_s = upload.facts.duration_s or 0.0
     # read_eeg goes by the suffix: read it under a name that has the one its content announced
     named = path.with_name(path.name + suffix)
     os.link(path, named)
@@ -332,7 +430,7 @@ def _trial_eeg(part: FileStorage, form: Any, upload: _Upload) -> _TrialEEG:
     if facts.duration_s > video_s + EEG_SLACK_S:
         raise UnprocessableUpload(f"The EEG lasts {facts.duration_s:g} s and the video {video_s:g} s: they must record the same trial "
                                   f"(at most {EEG_SLACK_S:g} s apart).")  # fmt: skip
-    return _TrialEEG(part, suffix, {"mat_key": mat_key, "rate": facts.rate, "channels": list(facts.channels) if channels else None})
+    return _TrialEEG(path, suffix, {"mat_key": mat_key, "rate": facts.rate, "channels": list(facts.channels) if channels else None})
 
 
 def _rate(text: str | None, *, required: bool) -> float | None:
@@ -379,16 +477,16 @@ def display_name(raw: str, *, fallback: str) -> str:
     return text if text.strip(". ") else fallback
 
 
-def _record(session: Session, storage: Storage, user_id: int, upload: _Upload, sound: _Upload | None, *, name: str, mode: str,
-            key: str | None, eeg: _TrialEEG | None = None) -> Analysis:  # fmt: skip
+def _record(session: Session, storage: Storage, user_id: int, parts: _Parts, *, name: str, mode: str, key: str | None) -> Analysis:
     """Link the files under generated names and commit the Recording, its Analysis and a Job."""
+    upload, sound, eeg = parts.upload, parts.sound, parts.eeg
     kept: list[str] = []
     try:
         stored = _keep(storage, user_id, upload.path, upload.facts.suffix, kept)
         sound_stored = _keep(storage, user_id, sound.path, sound.facts.suffix, kept) if sound is not None else None
-        eeg_stored = _keep(storage, user_id, Path(eeg.part.stream.name), eeg.suffix, kept) if eeg is not None else None
+        eeg_stored = _keep(storage, user_id, eeg.path, eeg.suffix, kept) if eeg is not None else None
         facts = upload.facts
-        size = sum(Path(p.stream.name).stat().st_size for p in (upload.part, sound and sound.part, eeg and eeg.part) if p)
+        size = sum(part.path.stat().st_size for part in (upload, sound, eeg) if part is not None)
         recording = Recording(user_id=user_id, name=name, kind="trial" if eeg else facts.kind, media_type=facts.media_type,
                               size_bytes=size, duration_s=facts.duration_s, stored_name=stored, sound_stored_name=sound_stored,
                               has_audio=facts.has_audio or sound is not None, consented_at=utcnow(), upload_key=key,

@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -40,7 +41,8 @@ from .eeg import EEG_SUFFIXES, EEGRecording, read_eeg
 from .errors import RecordingError
 from .windows import WindowSpec
 
-__all__ = ["MANIFEST_COLUMNS", "Trial", "TrialSpec", "av_spans", "av_window_spec", "eeg_spans", "even_spans", "read_trial_manifest"]
+__all__ = ["MANIFEST_COLUMNS", "Trial", "TrialSpec", "av_spans", "av_window_spec", "eeg_spans", "even_spans", "parse_trial_manifest",
+           "read_trial_manifest"]
 
 
 @dataclass(frozen=True)
@@ -186,23 +188,42 @@ def read_trial_manifest(path: str | Path) -> list[Trial]:
     if not path.is_file():
         raise ValueError(f"{path}: no such manifest; give the CSV that lists the trials.")
     with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or ())]
-        if missing:
-            raise ValueError(f"{path}: the columns {missing} are missing; a trial manifest has {', '.join(MANIFEST_COLUMNS)} (and audio).")
-        trials = [_trial(path, line, row) for line, row in enumerate(reader, start=2)]
+        return parse_trial_manifest(f, where=str(path), locate=lambda name: _beside(path, name))
+
+
+def _beside(manifest: Path, name: str) -> Path | None:
+    file = (manifest.parent / name).resolve()
+    return file if file.is_file() else None
+
+
+def parse_trial_manifest(lines: Iterable[str], *, where: str, locate: Callable[[str], Path | None]) -> list[Trial]:
+    """The trials of a manifest's ``lines``, wherever its files are: ``locate`` turns each file
+    name the manifest gives (relative to it) into the file's path, or None where there is none.
+
+    ``where`` names the manifest in messages. :func:`read_trial_manifest` locates files beside
+    the manifest on disk; an archive of a trial folder may locate them among its members instead.
+
+    Raises
+    ------
+    ValueError
+        As :func:`read_trial_manifest`.
+    """
+    reader = csv.DictReader(lines)
+    missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or ())]
+    if missing:
+        raise ValueError(f"{where}: the columns {missing} are missing; a trial manifest has {', '.join(MANIFEST_COLUMNS)} (and audio).")
+    trials = [_trial(f"{where}, line {line}", row, locate) for line, row in enumerate(reader, start=2)]
     if not trials:
-        raise ValueError(f"{path}: no trials listed.")
+        raise ValueError(f"{where}: no trials listed.")
     seen: set[tuple[int, str]] = set()
     for line, t in enumerate(trials, start=2):
         if (t.subject, t.trial) in seen:
-            raise ValueError(f"{path}, line {line}: subject {t.subject} has trial {t.trial!r} twice; give each trial its own name.")
+            raise ValueError(f"{where}, line {line}: subject {t.subject} has trial {t.trial!r} twice; give each trial its own name.")
         seen.add((t.subject, t.trial))
     return trials
 
 
-def _trial(manifest: Path, line: int, row: dict[str, str | None]) -> Trial:
-    where = f"{manifest}, line {line}"
+def _trial(where: str, row: dict[str, str | None], locate: Callable[[str], Path | None]) -> Trial:
     value = {k: (row.get(k) or "").strip() for k in (*MANIFEST_COLUMNS, "audio")}
     for column in ("subject", "trial", "label", "eeg", "eeg_rate"):
         if not value[column]:
@@ -216,12 +237,13 @@ def _trial(manifest: Path, line: int, row: dict[str, str | None]) -> Trial:
     files = {}
     for column in ("eeg", "video", "audio"):
         if value[column]:
-            file = (manifest.parent / value[column]).resolve()
-            if not file.is_file():
-                raise ValueError(f"{where}: the {column} file {file} is not there; correct the path (relative to the manifest).")
+            file = locate(value[column])
+            if file is None:
+                raise ValueError(f"{where}: the {column} file {value[column]} is not there; correct the path (relative to the manifest).")
             files[column] = file
-    if files["eeg"].suffix.lower() not in EEG_SUFFIXES:
-        raise ValueError(f"{where}: {files['eeg'].name} is not an EEG file; give a {', '.join(EEG_SUFFIXES)} file.")
+    # the name the manifest gives, not the located path: an archive's member is unpacked under a generated name
+    if PurePosixPath(value["eeg"].replace("\\", "/")).suffix.lower() not in EEG_SUFFIXES:
+        raise ValueError(f"{where}: {value['eeg']} is not an EEG file; give a {', '.join(EEG_SUFFIXES)} file.")
     channels = tuple(c for c in re.split(r"[;\s]+", value["channels"]) if c) or None
     return Trial(int(value["subject"]), value["trial"], value["label"], files["eeg"], files.get("video"), files.get("audio"), rate,
                  value["mat_key"] or None, channels)  # fmt: skip
