@@ -12,6 +12,7 @@ Hierarchy::
               - AuthenticationRequired   401 no bearer token was sent
               - InvalidToken             401 the token is unknown or revoked
               - NotFound                 404 no such record, or not yours
+              - UploadTooLarge           413 an upload past the limit, as sent or unpacked
               - TooManyAttempts          429 too many sign-in or sign-up attempts
 
 Every :class:`ApiError` carries ``status`` and ``code``; ``/api/v1/`` answers it as
@@ -32,6 +33,7 @@ __all__ = [
     "SignUpRefused",
     "StorageError",
     "TooManyAttempts",
+    "UploadTooLarge",
 ]
 
 
@@ -86,6 +88,13 @@ class NotFound(ApiError):
 
     status = 404
     code = "not_found"
+
+
+class UploadTooLarge(ApiError):
+    """The upload is larger than ``EMOFUSE_MAX_UPLOAD_MB`` (a .zip: also once unpacked)."""
+
+    status = 413
+    code = "too_large"
 
 
 class TooManyAttempts(ApiError):

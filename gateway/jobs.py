@@ -34,6 +34,7 @@ import os
 import secrets
 import shutil
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -69,7 +70,7 @@ from .config import Config
 from .db import make_engine
 from .errors import ConfigError
 from .metrics import JOB_STAGE_SECONDS, TRITON_SECONDS, count_failure
-from .models import Analysis, AnalysisStatus, Job, JobState, Recording, Verdict, Window, utcnow
+from .models import Analysis, AnalysisStatus, Job, JobState, Verdict, Window, utcnow
 from .queue import JobQueue
 from .retention import PURGE_EVERY_S, purge_expired
 from .storage import Storage
@@ -261,20 +262,21 @@ class Runner:
             log.exception("the uploads past their retention period could not be deleted")
 
     def tidy(self, *, older_than_s: float = STALE_AFTER_S) -> list[Path]:
-        """Remove what processes that died left in users' directories: upload parts of a gateway
-        worker killed mid-request, upload checks, and work folders of jobs no longer running.
-        Only what nobody touched for ``older_than_s``; returns what was removed."""
+        """Remove what processes that died left in users' directories: upload parts, checks and
+        unpacked trial folders of a gateway worker killed mid-request, and work folders of jobs no
+        longer running. Only the gateway's temporary names, untouched for ``older_than_s``; returns
+        what was removed."""
         self._tidied = time.monotonic()
         with Session(self.engine) as session:
             running = set(session.scalars(select(Job.id).where(Job.state == JobState.RUNNING)))
         cutoff, removed = time.time() - older_than_s, []
-        for leftover in self.storage.root.glob("*/.*"):
-            kind, _, rest = leftover.name[1:].partition("-")
-            if kind not in ("upload", "check", "job") or (kind == "job" and rest.split("-")[0] in {str(i) for i in running}):
+        for leftover, job_id in self.storage.temporaries():
+            if job_id in running:
                 continue
-            with contextlib.suppress(OSError):
-                if leftover.stat().st_mtime < cutoff:
-                    shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+            with contextlib.suppress(OSError):  # gone meanwhile: its request or job ended
+                found = leftover.lstat()
+                if found.st_mtime < cutoff:
+                    shutil.rmtree(leftover) if stat.S_ISDIR(found.st_mode) else leftover.unlink()
                     removed.append(leftover)
         return removed
 

@@ -268,13 +268,18 @@ def _create() -> Schema:
     created = _json("Queued; poll the Location.", _ref("Analysis"), ("Location",))
     return _operation("Upload a recording and queue its analysis", "analyses", {
         201: created,
-        400: _error("A field is missing or means nothing here (no recording, an unknown mode, a bad EEG rate).", "bad_upload"),
+        400: _error("A field is missing or means nothing here (no recording, an unknown mode, a bad EEG rate, a .zip sent with a "
+                    "sound or EEG file), or the upload was cut off.", "bad_upload"),
         401: _UNAUTHORIZED,
         403: _error("consent is not true.", "consent_required"),
         409: _error("This Idempotency-Key was used before; Location names that analysis.", "duplicate_upload", headers=("Location",)),
-        413: _error("Larger than EMOFUSE_MAX_UPLOAD_MB; the message says the limit.", "too_large"),
-        415: _error("Not a video, sound file or photo that emofuse reads (judged by content, not name).", "unsupported_media_type"),
-        422: _error("A known kind that cannot be analysed: damaged, too long, no stream the mode needs.", "unprocessable_recording"),
+        413: _error("Larger than EMOFUSE_MAX_UPLOAD_MB as sent, or a .zip once unpacked; the message says the limit.", "too_large"),
+        415: _error("Not a video, sound file, photo or EEG that emofuse reads (judged by content, not name).", "unsupported_media_type"),
+        422: _error("unprocessable_recording: a known kind that cannot be analysed (damaged, too long, no stream the mode needs, a "
+                    "trial's EEG that does not cover its video, a .zip's manifest that names no such trial); unsafe_archive: a .zip "
+                    "holding a path out of it, a link, an encrypted member, too many files or a zip bomb; damaged_archive: a .zip cut "
+                    "off or whose member does not unpack. Nothing of a .zip is unpacked before its directory was checked.",
+                    "unprocessable_recording", "unsafe_archive", "damaged_archive"),
         429: _error("Too many analyses of this user waiting or running.", "too_many_pending", headers=("Retry-After",)),
     }, operation_id="createAnalysis", requestBody=_upload_body(),
        parameters=({"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"},
@@ -284,18 +289,22 @@ def _create() -> Schema:
 def _upload_body() -> Schema:
     binary = {"type": "string", "contentMediaType": "application/octet-stream"}
     fields = {
-        "recording": {**binary, "description": "A video (.mp4 .mov .webm .mkv .avi), a sound file or a photo."},
+        "recording": {**binary, "description": "A video (.mp4 .mov .webm .mkv .avi), a sound file, a photo, or a trial folder "
+                      "as one .zip (its manifest.csv and the files its rows name; sent alone, it gives what sound and the eeg fields "
+                      "would). A .zip is told by its content, not its name."},
         "sound": {**binary, "description": "A separate sound file for the video."},
         "eeg": {**binary, "description": "The EEG recorded beside the video (.mat, .edf, .bdf): a trial."},
         "eeg_variable": {"type": "string", "description": "The .mat variable; empty: its only matrix."},
         "eeg_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 100000, "description": "Hz; required for .mat."},
         "eeg_channels": {"type": "string", "description": "Channel names, separated by spaces, commas or semicolons."},
+        "trial": {"type": "string", "description": "With a trial folder's .zip: the trial to analyse, SUBJECT/TRIAL (or TRIAL "
+                  "alone when no other subject has it); needed where several of its trials have a video."},
         "consent": {"type": "string", "enum": ["true", "on", "yes", "1"], "description": "The people recorded agreed."},
         "mode": {"type": "string", "enum": ["", "auto", *MODES_OFFERED], "description": "Empty: all the recording has."},
         "name": {"type": "string", "description": f"Shown in the history (at most {MAX_NAME_LENGTH} characters); else the file's name."},
     }
     schema = {"type": "object", "required": ["recording", "consent"], "properties": fields}
-    encoding = {"recording": {"contentType": "video/*, audio/*, image/*"}, "sound": {"contentType": "audio/*"}}
+    encoding = {"recording": {"contentType": "video/*, audio/*, image/*, application/zip"}, "sound": {"contentType": "audio/*"}}
     return {"required": True, "content": {"multipart/form-data": {"schema": schema, "encoding": encoding}}}
 
 

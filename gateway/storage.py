@@ -11,6 +11,10 @@ or look-alike Unicode in an uploaded file's name have nothing to act on::
 
 A name read back from the database goes through :meth:`Storage.path` again, which refuses any
 name it could not have made.
+
+The gateway's temporary files and folders sit beside the stored files, under hidden names no
+stored file can have (:meth:`Storage.temporaries`): what a process killed outright leaves there
+is found by its name alone and swept by the job workers (:meth:`gateway.jobs.Runner.tidy`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import re
 import secrets
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import StorageError
@@ -26,6 +31,12 @@ __all__ = ["Storage"]
 
 _SUFFIX = re.compile(r"\.[a-z0-9]{1,8}")
 _NAME = re.compile(r"[0-9a-f]{32}(\.[a-z0-9]{1,8})?")
+# what tempfile puts between a prefix and a suffix is made of these
+_RANDOM = "[a-z0-9_]+"
+# An upload's part (gateway.uploads, gateway.sample) and the link under its EEG suffix while it
+# is read; an upload's check folder and its unpacked trial folder (gateway.uploads); a job's work
+# folder, named with the job's id (gateway.jobs).
+_TEMPORARY = re.compile(rf"\.(?:upload-{_RANDOM}\.part(?:\.[a-z]{{3}})?|check-{_RANDOM}|trial-{_RANDOM}|job-(?P<job>\d+)-{_RANDOM})")
 
 
 class Storage:
@@ -58,6 +69,14 @@ class Storage:
     def remove(self, user_id: int, name: str) -> None:
         """Delete one of the user's files; a file already gone is not an error."""
         self.path(user_id, name).unlink(missing_ok=True)
+
+    def temporaries(self) -> Iterator[tuple[Path, int | None]]:
+        """Every temporary file and folder in the users' directories, with the id of the job
+        whose work folder it is (None for an upload's)."""
+        for path in self.root.glob("*/.*"):
+            found = _TEMPORARY.fullmatch(path.name)
+            if found is not None:
+                yield path, int(found["job"]) if found["job"] else None
 
     def remove_user(self, user_id: int) -> None:
         """Delete the user's directory and everything in it."""

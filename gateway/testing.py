@@ -1,4 +1,4 @@
-"""Helpers for the gateway's tests: a throwaway PostgreSQL server, and forms filled as a browser would.
+"""Helpers for the gateway's tests: throwaway servers, a PostgreSQL one, and forms filled as a browser would.
 
 :class:`PostgresServer` runs a real PostgreSQL from the distribution's binaries (Debian's
 ``postgresql`` package puts them in ``/usr/lib/postgresql/VERSION/bin``) on a free loopback port,
@@ -8,7 +8,8 @@ with a cluster in a temporary directory that is removed when it stops::
         url = server.create_database("emofuse_test")    # postgresql://emofuse@127.0.0.1:PORT/emofuse_test
 
 PostgreSQL refuses to run as root; as root the cluster belongs to, and runs as, the ``postgres``
-system user the package creates.
+system user the package creates. :class:`LoopbackServer` is what it shares with
+:class:`gateway.testing_flow.RedisServer`: started by ``with``, its folder removed when it closes.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-__all__ = ["PostgresServer", "PostgresUnavailable", "csrf_token", "free_port", "sign_in", "sign_up"]
+__all__ = ["LoopbackServer", "PostgresServer", "PostgresUnavailable", "ServerUnavailable", "csrf_token", "free_port", "sign_in",
+           "sign_up"]
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -61,7 +64,41 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class PostgresUnavailable(RuntimeError):
+class ServerUnavailable(RuntimeError):
+    """A test server cannot run here; the message says what to install."""
+
+
+class LoopbackServer(ABC):
+    """A server of the tests' own on a free loopback port, with a temporary folder ``root``.
+
+    ``with`` starts it and closes it; a start that fails closes it too, so a server missing
+    here leaves no folder behind. :meth:`stop` alone keeps the folder: a test may start it again.
+    """
+
+    root: Path
+
+    @abstractmethod
+    def start(self) -> Self: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PostgresUnavailable(ServerUnavailable):
     """No PostgreSQL binaries here, or no user to run them as; the message says what to install."""
 
 
@@ -75,7 +112,7 @@ def _bin_dir() -> Path:
     return Path(versions[-1]).parent
 
 
-class PostgresServer:
+class PostgresServer(LoopbackServer):
     """A PostgreSQL server of its own, for tests: ``initdb``, ``pg_ctl start``, and removal at stop."""
 
     def __init__(self) -> None:
@@ -119,10 +156,6 @@ class PostgresServer:
         if (data / "postmaster.pid").exists():
             subprocess.run(self._command("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop"), capture_output=True, timeout=60)
 
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-
     def create_database(self, name: str) -> str:
         """Create the database ``name`` and return its SQLAlchemy URL."""
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
@@ -132,13 +165,3 @@ class PostgresServer:
         with psycopg.connect(f"host=127.0.0.1 port={self.port} user={self.user} dbname=postgres", autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {name}")
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{name}"
-
-    def __enter__(self) -> PostgresServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -1,5 +1,6 @@
-"""Helpers for the tests of the analysis flow: a throwaway Redis, users with API tokens, uploads
-made as a browser or a program would, and jobs run by the real runner against a real Triton.
+"""Helpers for the tests of the analysis flow: the gateway on a data directory of the test's, a
+throwaway Redis, users with API tokens, uploads made as a browser or a program would, and jobs
+run by the real runner against a real Triton.
 
 :class:`RedisServer` runs Debian's ``redis-server`` (``apt-get install -y redis-server``) on a free
 loopback port, in memory only, until it stops::
@@ -10,6 +11,7 @@ loopback port, in memory only, until it stops::
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import socket
@@ -25,13 +27,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
-from . import current
+from . import create_app, current
 from .accounts import create_user
+from .config import Config
 from .db import engine_of
 from .jobs import JobSettings, Runner
 from .models import Analysis, Job, Recording, User, Verdict, Window
 from .queue import JobQueue
-from .testing import csrf_token, free_port, sign_up
+from .testing import LoopbackServer, ServerUnavailable, csrf_token, free_port, sign_up
 from .tokens import create_token
 
 __all__ = [
@@ -39,6 +42,7 @@ __all__ = [
     "RedisServer",
     "RedisUnavailable",
     "api_user",
+    "gateway_app",
     "owned_counts",
     "page_upload",
     "runner_for",
@@ -52,11 +56,18 @@ OWNED = (Recording, Analysis, Window, Verdict, Job)
 _UPLOAD_KEY = re.compile(r'name="upload_key" value="([^"]+)"')
 
 
-class RedisUnavailable(RuntimeError):
+def gateway_app(data_dir: Path, **settings: Any) -> Flask:
+    """The gateway with its SQLite database and users' files in ``data_dir``; ``settings``
+    replace those fields of the Config the environment gives (``max_upload_bytes=2**20``)."""
+    config = Config.from_env({"EMOFUSE_DATA_DIR": str(data_dir)})
+    return create_app(dataclasses.replace(config, **settings))
+
+
+class RedisUnavailable(ServerUnavailable):
     """No ``redis-server`` binary here; the message says what to install."""
 
 
-class RedisServer:
+class RedisServer(LoopbackServer):
     """A Redis of its own on the loopback, with no persistence, for tests."""
 
     def __init__(self) -> None:
@@ -90,20 +101,6 @@ class RedisServer:
             self._process.terminate()
             self._process.wait(timeout=20)
         self._process = None
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> RedisServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def api_user(app: Flask, email: str) -> tuple[int, dict[str, str]]:

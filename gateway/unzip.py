@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import ApiError
+from .errors import UploadTooLarge
 from .media import UnprocessableUpload
 
 __all__ = ["ArchiveTooLarge", "DamagedArchive", "UnsafeArchive", "Zip", "ZipLimits", "is_zip", "open_zip", "shown"]
@@ -57,11 +57,8 @@ class UnsafeArchive(UnprocessableUpload):
     code = "unsafe_archive"
 
 
-class ArchiveTooLarge(ApiError):
-    """Unpacked, the .zip would be larger than the upload limit."""
-
-    status = 413
-    code = "too_large"
+class ArchiveTooLarge(UploadTooLarge):
+    """Unpacked, the .zip would be larger than the upload limit: the 413 of an upload sent too large."""
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ from werkzeug.formparser import FormDataParser
 from preprocessing.trial import Trial, TrialSpec
 
 from . import current, jobs
-from .errors import ApiError
+from .errors import ApiError, UploadTooLarge
 from .media import (
     HEAD_BYTES,
     KIND_NAMES,
@@ -76,7 +76,6 @@ __all__ = [
     "MODES_OFFERED",
     "TooManyPending",
     "UploadRequest",
-    "UploadTooLarge",
     "display_name",
     "init_app",
     "queue",
@@ -117,13 +116,6 @@ class DuplicateUpload(ApiError):
     def __init__(self, message: str, *, analysis_id: int) -> None:
         super().__init__(message, headers={"Location": f"/api/v1/analyses/{analysis_id}"})
         self.analysis_id = analysis_id
-
-
-class UploadTooLarge(ApiError):
-    """The request is larger than ``EMOFUSE_MAX_UPLOAD_MB``."""
-
-    status = 413
-    code = "too_large"
 
 
 class TooManyPending(ApiError):
@@ -182,7 +174,7 @@ def _clean_up(_error: BaseException | None = None) -> None:
 
 def _scratch(directory: Path) -> Path:
     """A new folder in ``directory``, removed with everything in it when the request ends."""
-    folder = Path(tempfile.mkdtemp(dir=directory, prefix=".trial-"))
+    folder = Path(tempfile.mkdtemp(dir=directory, prefix=".trial-"))  # a name the workers' sweep knows, should this process be killed
     request.environ.setdefault(_CLEANUP, []).append(lambda: shutil.rmtree(folder, ignore_errors=True))
     return folder
 

@@ -1,21 +1,33 @@
-"""Shared fixtures: a real model repository, a real Triton server, and recordings made here.
+"""Shared fixtures: a real model repository, a real Triton server, recordings made here, and the
+gateway with the servers it may use (PostgreSQL, Redis).
 
 Everything runs for real: the repository is built (every model exported to ONNX and TorchScript
-and checked against PyTorch), Triton is the binary from the nvidia-pytriton wheel on free ports, and
-the recordings are written with PyAV (speech by espeak-ng where installed).
+and checked against PyTorch), Triton is the binary from the nvidia-pytriton wheel on free ports,
+the recordings are written with PyAV (speech by espeak-ng where installed), and PostgreSQL and
+Redis are the distribution's binaries on the loopback (the tests that need one are skipped,
+saying why, where it is absent).
 """
 
 from __future__ import annotations
 
 import csv
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import scipy.io
 
 from preprocessing.synthesis import SampleSpec, write_sample_video
 from training.synthetic_eeg import SyntheticEEGSpec, synthetic_trial_eeg
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from flask.testing import FlaskClient
+    from sqlalchemy.orm import Session
+
+    from gateway.testing import LoopbackServer
 
 SMALL = dict(width=640, height=360, face_height=200)  # fast to write and read, face still clear
 
@@ -131,17 +143,33 @@ def trial_folder(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def postgres():
-    """A PostgreSQL server of the test run's own, on the loopback (gateway.testing.PostgresServer)."""
-    from gateway.testing import PostgresServer, PostgresUnavailable
+def _serving(server: type[LoopbackServer]) -> Iterator[LoopbackServer]:
+    """A server of the test run's own, started, or the tests that need it skipped, saying why."""
+    from gateway.testing import ServerUnavailable
 
     try:
-        server = PostgresServer().__enter__()
-    except PostgresUnavailable as err:
-        pytest.skip(f"no PostgreSQL here: {err}")
-    yield server
-    server.close()
+        started = server().__enter__()
+    except ServerUnavailable as err:
+        pytest.skip(f"no {server.__name__.removesuffix('Server')} here: {err}")
+    yield started
+    started.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LoopbackServer]:
+    """A PostgreSQL server of the test run's own, on the loopback (gateway.testing.PostgresServer)."""
+    from gateway.testing import PostgresServer
+
+    yield from _serving(PostgresServer)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[LoopbackServer]:
+    """A Redis of the test run's own, on the loopback (gateway.testing_flow.RedisServer); a test
+    that stops it starts it again, and one that needs it empty flushes it."""
+    from gateway.testing_flow import RedisServer
+
+    yield from _serving(RedisServer)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -150,3 +178,31 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'db' / 'emofuse.sqlite'}"
     return request.getfixturevalue("postgres").create_database(f"test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Flask:
+    """The gateway on a fresh SQLite database, its files in tmp_path/data."""
+    from gateway.testing_flow import gateway_app
+
+    return gateway_app(tmp_path / "data")
+
+
+@pytest.fixture
+def web(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def db(app: Flask) -> Iterator[Session]:
+    """A session on the app's database, for setting up records and reading what the views wrote.
+
+    Outside any app context: a context held open across requests would share Flask's ``g``, and
+    with it the signed-in user, between test clients.
+    """
+    from sqlalchemy.orm import Session
+
+    from gateway.db import engine_of
+
+    with Session(engine_of(app), expire_on_commit=False) as session:
+        yield session

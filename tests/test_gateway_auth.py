@@ -3,10 +3,8 @@ against a real SQLite database in tmp_path with the migrations applied."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,10 +14,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway import create_app, current
+from gateway import current
 from gateway.accounts import delete_user
 from gateway.auth import SIGN_IN_FAILED
-from gateway.config import Config
 from gateway.db import engine_of
 from gateway.failures import CSRF_FAILED
 from gateway.models import (
@@ -32,36 +29,11 @@ from gateway.models import (
     utcnow,
 )
 from gateway.testing import csrf_token, sign_in, sign_up
+from gateway.testing_flow import gateway_app
 from gateway.tokens import create_token, revoke_token
 
 PASSWORD = "correct horse battery"
 SECRET_KEY = "k" * 64
-
-
-def _app(tmp_path: Path, **settings: object) -> Flask:
-    config = Config.from_env({"EMOFUSE_DATA_DIR": str(tmp_path)})
-    return create_app(dataclasses.replace(config, **settings))
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    return _app(tmp_path)
-
-
-@pytest.fixture
-def web(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
-def db(app: Flask) -> Iterator[Session]:
-    """A session on the app's database, for setting up records and reading what the views wrote.
-
-    Outside any app context: a context held open across requests would share Flask's ``g``, and
-    with it the signed-in user, between test clients.
-    """
-    with Session(engine_of(app), expire_on_commit=False) as session:
-        yield session
 
 
 def _message(response) -> str:  # noqa: ANN001 (a test response)
@@ -209,7 +181,7 @@ def test_the_session_cookie_is_httponly_and_samesite(web: FlaskClient) -> None:
     ids=["production", "EMOFUSE_HTTPS", "https-request"],
 )
 def test_the_session_cookie_is_secure_in_production_and_over_https(tmp_path: Path, settings: dict, base_url: str) -> None:
-    web = _app(tmp_path, **settings).test_client()
+    web = gateway_app(tmp_path, **settings).test_client()
     cookie = _session_cookie(sign_up(web, "secure@example.org", PASSWORD, base_url=base_url))
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
@@ -218,7 +190,7 @@ def test_the_session_cookie_is_secure_in_production_and_over_https(tmp_path: Pat
 
 
 def test_sign_in_is_limited_per_account(tmp_path: Path) -> None:
-    app = _app(tmp_path, signin_max_per_account=3)
+    app = gateway_app(tmp_path, signin_max_per_account=3)
     sign_up(app.test_client(), "target@example.org", PASSWORD)
     sign_up(app.test_client(), "bystander@example.org", PASSWORD)
     web = app.test_client()
@@ -232,7 +204,7 @@ def test_sign_in_is_limited_per_account(tmp_path: Path) -> None:
 
 
 def test_sign_in_is_limited_per_client_address(tmp_path: Path) -> None:
-    app = _app(tmp_path, signin_max_per_address=3)
+    app = gateway_app(tmp_path, signin_max_per_address=3)
     sign_up(app.test_client(), "real@example.org", PASSWORD)
     attacker = app.test_client()
     attacker.environ_base["REMOTE_ADDR"] = "203.0.113.9"
@@ -244,7 +216,7 @@ def test_sign_in_is_limited_per_client_address(tmp_path: Path) -> None:
 
 
 def test_an_unknown_account_is_limited_like_a_real_one(tmp_path: Path) -> None:
-    app = _app(tmp_path, signin_max_per_account=2)
+    app = gateway_app(tmp_path, signin_max_per_account=2)
     sign_up(app.test_client(), "exists@example.org", PASSWORD)
     answers = []
     for email in ("exists@example.org", "ghost@example.org"):
@@ -256,12 +228,18 @@ def test_an_unknown_account_is_limited_like_a_real_one(tmp_path: Path) -> None:
     assert answers[0] == answers[1] == (429, "Too many sign-in attempts. Try again in 15 minutes.")
 
 
-def test_signing_in_clears_the_accounts_failures(tmp_path: Path) -> None:
-    app = _app(tmp_path, signin_max_per_account=3)
-    sign_up(app.test_client(), "typo@example.org", PASSWORD)
+def _failed_twice(tmp_path: Path, email: str, *, most: int) -> tuple[Flask, FlaskClient]:
+    """An app allowing ``most`` failed sign-ins per account, and a client that failed twice as ``email``."""
+    app = gateway_app(tmp_path, signin_max_per_account=most)
+    sign_up(app.test_client(), email, PASSWORD)
     web = app.test_client()
     for _ in range(2):
-        sign_in(web, "typo@example.org", "typo")
+        sign_in(web, email, "typo")
+    return app, web
+
+
+def test_signing_in_clears_the_accounts_failures(tmp_path: Path) -> None:
+    _, web = _failed_twice(tmp_path, "typo@example.org", most=3)
     assert sign_in(web, "typo@example.org", PASSWORD).status_code == 302
     web.post("/auth/sign-out", data={"csrf_token": csrf_token(web, "/")})
     assert [sign_in(web, "typo@example.org", "typo").status_code for _ in range(2)] == [400, 400]
@@ -269,11 +247,7 @@ def test_signing_in_clears_the_accounts_failures(tmp_path: Path) -> None:
 
 
 def test_old_attempts_fall_out_of_the_window(tmp_path: Path) -> None:
-    app = _app(tmp_path, signin_max_per_account=2)
-    sign_up(app.test_client(), "patient@example.org", PASSWORD)
-    web = app.test_client()
-    for _ in range(2):
-        sign_in(web, "patient@example.org", "guess")
+    app, web = _failed_twice(tmp_path, "patient@example.org", most=2)
     assert sign_in(web, "patient@example.org", PASSWORD).status_code == 429
     with Session(engine_of(app)) as db:
         for attempt in db.scalars(select(AuthAttempt)):
@@ -283,7 +257,7 @@ def test_old_attempts_fall_out_of_the_window(tmp_path: Path) -> None:
 
 
 def test_sign_up_is_limited_per_client_address(tmp_path: Path) -> None:
-    app = _app(tmp_path, signup_max_per_address=2)
+    app = gateway_app(tmp_path, signup_max_per_address=2)
     web = app.test_client()
     assert sign_up(web, "bad address", PASSWORD).status_code == 400
     assert sign_up(web, "one@example.org", PASSWORD).status_code == 302

@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,6 @@ from gateway.models import Analysis, AnalysisStatus, Job, JobState, User, utcnow
 from gateway.testing import PostgresServer
 from gateway.testing_flow import (
     RedisServer,
-    RedisUnavailable,
     api_user,
     owned_counts,
     runner_for,
@@ -49,27 +47,17 @@ from gateway.testing_flow import (
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    try:
-        server = RedisServer().__enter__()
-    except RedisUnavailable as err:
-        pytest.skip(f"no Redis here: {err}")
-    yield server
-    server.close()
-
-
 @pytest.fixture(params=["sqlite-embedded", "postgresql-rq"])
 def backend(request: pytest.FixtureRequest) -> dict[str, str | None]:
     """The database and the queue: SQLite and polling workers, or PostgreSQL and RQ on Redis."""
     if request.param == "sqlite-embedded":
         return {"database_url": None, "redis_url": None}
     server = request.getfixturevalue("postgres")
-    redis = request.getfixturevalue("redis")
+    redis_server = request.getfixturevalue("redis_server")
     from redis import Redis
 
-    Redis.from_url(redis.url).flushdb()  # each test starts with an empty queue
-    return {"database_url": server.create_database(f"jobs_{uuid.uuid4().hex[:12]}"), "redis_url": redis.url}
+    Redis.from_url(redis_server.url).flushdb()  # each test starts with an empty queue
+    return {"database_url": server.create_database(f"jobs_{uuid.uuid4().hex[:12]}"), "redis_url": redis_server.url}
 
 
 def _app(tmp_path: Path, backend: dict[str, str | None] | None = None) -> Flask:
@@ -201,22 +189,28 @@ def test_when_triton_cannot_answer_the_job_waits_and_is_tried_again_then_fails(a
 
 
 def test_the_sweep_removes_what_dead_processes_left_and_nothing_else(tmp_path: Path, short_video: Path) -> None:
+    """Upload parts, checks, unpacked trial folders and work folders of a gateway or job worker
+    killed outright go once old; fresh ones, a running job's, stored files and other names stay."""
     app = _app(tmp_path)
     user_id, headers = api_user(app, "tidy@example.org")
     _upload(app, headers, short_video)
     runner = runner_for(app, "127.0.0.1:1")
     running = runner.claim()
     home = Path(app.extensions["emofuse.storage"].user_dir(user_id))
-    old = time.time() - 13 * 3600
-    made = {name: home / name for name in (".upload-dead.part", ".check-dead", f".job-{running}-alive", ".job-999-dead", ".upload-fresh.part")}
-    for name, path in made.items():
-        path.mkdir() if "check" in name or "job" in name else path.write_bytes(b"partial")
-        if "fresh" not in name:
-            os.utime(path, (old, old))
     stored = [name for name in stored_files(app, user_id) if not name.startswith(".")]
+    dead = [".upload-dead.part", ".upload-dead.part.mat", ".check-dead", ".trial-dead", ".job-999-dead"]
+    kept = [".upload-fresh.part", ".trial-fresh", f".job-{running}-alive", ".upload-dead", ".notes-dead"]  # not old, running, not ours
+    for name in dead + kept:
+        (home / name).mkdir() if name.startswith((".check", ".trial", ".job")) else (home / name).write_bytes(b"partial")
+    for member in ("member-0", "member-1.mat"):  # what a trial's .zip unpacked
+        (home / ".trial-dead" / member).write_bytes(b"unpacked")
+    old = time.time() - 13 * 3600
+    for name in [*stored, *dead, *kept]:
+        if "fresh" not in name:
+            os.utime(home / name, (old, old))
     removed = runner.tidy()
-    assert sorted(p.name for p in removed) == [".check-dead", ".job-999-dead", ".upload-dead.part"]
-    assert sorted(stored_files(app, user_id)) == sorted([*stored, ".upload-fresh.part", f".job-{running}-alive"])
+    assert sorted(p.name for p in removed) == sorted(dead)
+    assert stored_files(app, user_id) == sorted([*stored, *kept])
 
 
 def test_the_sweep_deletes_uploads_past_their_retention_period(tmp_path: Path, short_video: Path) -> None:
@@ -234,14 +228,14 @@ def test_the_sweep_deletes_uploads_past_their_retention_period(tmp_path: Path, s
 
 
 def test_a_job_created_while_redis_was_down_is_delivered_by_the_sweep(tmp_path: Path, short_video: Path, postgres: PostgresServer,
-                                                                    redis: RedisServer) -> None:  # fmt: skip
-    app = _app(tmp_path, {"database_url": postgres.create_database(f"down_{uuid.uuid4().hex[:12]}"), "redis_url": redis.url})
+                                                                    redis_server: RedisServer) -> None:  # fmt: skip
+    app = _app(tmp_path, {"database_url": postgres.create_database(f"down_{uuid.uuid4().hex[:12]}"), "redis_url": redis_server.url})
     _user, headers = api_user(app, "redis-down@example.org")
-    redis.stop()
+    redis_server.stop()
     try:
         analysis_id = _upload(app, headers, short_video)  # 201: the job is safe in the database
     finally:
-        redis.start()
+        redis_server.start()
     job, analysis = _job(app, analysis_id)
     assert (job.state, analysis.status) == (JobState.QUEUED, AnalysisStatus.QUEUED)
     worker = _rq_worker(app)
@@ -331,11 +325,11 @@ def test_a_recording_without_a_face_fails_with_the_reason_and_no_file_name_of_ou
 
 
 def test_rq_delivers_a_job_to_a_worker_which_runs_it_once(tmp_path: Path, triton: Any, short_video: Path, postgres: PostgresServer,
-                                                         redis: RedisServer) -> None:  # fmt: skip
+                                                         redis_server: RedisServer) -> None:  # fmt: skip
     from redis import Redis
 
-    Redis.from_url(redis.url).flushdb()
-    app = _app(tmp_path, {"database_url": postgres.create_database(f"rq_{uuid.uuid4().hex[:12]}"), "redis_url": redis.url})
+    Redis.from_url(redis_server.url).flushdb()
+    app = _app(tmp_path, {"database_url": postgres.create_database(f"rq_{uuid.uuid4().hex[:12]}"), "redis_url": redis_server.url})
     _user, headers = api_user(app, "rq@example.org")
     analysis_id = _upload(app, headers, short_video, mode="face")
     worker = _rq_worker(app)

@@ -8,9 +8,7 @@ scrape, whichever worker answers it, counts all of them, also after a worker was
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,24 +23,18 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session
 
-from gateway import create_app
 from gateway.config import Config
 from gateway.db import engine_of
 from gateway.metrics import TRITON_SECONDS, count_failure
 from gateway.models import Analysis, AnalysisStatus, Job, JobState, Recording, User, utcnow
 from gateway.testing import free_port
+from gateway.testing_flow import RedisServer, gateway_app
 
 ROOT = Path(__file__).resolve().parents[1]
 HEALTHZ = {"route": "/healthz", "method": "GET", "status": "200"}
-
-
-def _app(tmp_path: Path, **settings: object) -> Flask:
-    config = Config.from_env({"EMOFUSE_DATA_DIR": str(tmp_path)})
-    return create_app(dataclasses.replace(config, **settings))
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset], float]:
@@ -65,7 +57,7 @@ def _scrape(web) -> dict:  # noqa: ANN001 (a Flask test client)
 
 
 def test_requests_are_counted_by_route_not_by_path(tmp_path: Path) -> None:
-    web = _app(tmp_path).test_client()
+    web = gateway_app(tmp_path).test_client()
     before = _scrape(web)
     for token_id in (123, 456, 789):
         assert web.delete(f"/api/v1/tokens/{token_id}").status_code == 401
@@ -81,7 +73,7 @@ def test_requests_are_counted_by_route_not_by_path(tmp_path: Path) -> None:
 
 
 def test_failures_are_counted_by_source_and_reason(tmp_path: Path) -> None:
-    web = _app(tmp_path).test_client()
+    web = gateway_app(tmp_path).test_client()
     before = _scrape(web)
     assert web.post("/auth/sign-in", data={"email": "a@example.org", "password": "x"}).status_code == 400  # no CSRF token
     assert web.get("/api/v1/me").status_code == 401
@@ -96,7 +88,7 @@ def test_failures_are_counted_by_source_and_reason(tmp_path: Path) -> None:
 
 
 def test_jobs_queued_and_running_are_counted_in_the_database(tmp_path: Path) -> None:
-    app = _app(tmp_path)
+    app = gateway_app(tmp_path)
     web = app.test_client()
     assert _value(_scrape(web), "emofuse_jobs", state="queued") == 0
     with Session(engine_of(app)) as session:
@@ -116,8 +108,8 @@ def test_jobs_queued_and_running_are_counted_in_the_database(tmp_path: Path) -> 
 
 
 def test_metrics_need_no_session_and_take_a_bearer_token_when_one_is_set(tmp_path: Path) -> None:
-    assert _app(tmp_path / "open").test_client().get("/metrics").status_code == 200
-    web = _app(tmp_path / "closed", metrics_token="s3cret-for-prometheus").test_client()
+    assert gateway_app(tmp_path / "open").test_client().get("/metrics").status_code == 200
+    web = gateway_app(tmp_path / "closed", metrics_token="s3cret-for-prometheus").test_client()
     missing = web.get("/metrics")
     assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == 'Bearer realm="metrics"'
     for header in ("Bearer wrong", "Basic czNjcmV0LWZvci1wcm9tZXRoZXVz", "Bearer s3cret-for-prometheus-and-more"):
@@ -263,58 +255,20 @@ def test_the_counts_add_up_across_gunicorn_workers(gunicorn: Gunicorn) -> None:
 # /readyz and the queue
 
 
-class RedisServer:
-    """A real ``redis-server`` on a free loopback port, nothing saved to disk."""
-
-    def __init__(self, root: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise FileNotFoundError("redis-server is not installed: `apt-get install -y redis-server` (Debian) provides it.")
-        self.port = free_port()
-        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(root)]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while not self._listening():
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.05)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def _listening(self) -> bool:
-        with socket.socket() as sock:
-            return sock.connect_ex(("127.0.0.1", self.port)) == 0
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    try:
-        server = RedisServer(tmp_path)
-    except FileNotFoundError as err:
-        pytest.skip(f"no Redis here: {err}")
-    yield server
-    server.stop()
-
-
 def test_readyz_has_no_queue_check_without_redis_url(tmp_path: Path) -> None:
-    response = _app(tmp_path).test_client().get("/readyz")
+    response = gateway_app(tmp_path).test_client().get("/readyz")
     assert response.status_code == 200 and "queue" not in response.json["checks"]
 
 
 def test_readyz_pings_the_queue_and_is_503_once_redis_stops(tmp_path: Path, redis_server: RedisServer) -> None:
-    web = _app(tmp_path, redis_url=redis_server.url).test_client()
+    web = gateway_app(tmp_path, redis_url=redis_server.url).test_client()
     response = web.get("/readyz")
     assert response.status_code == 200 and response.json["checks"]["queue"] == {"ok": True}
     redis_server.stop()
-    response = web.get("/readyz")
+    try:
+        response = web.get("/readyz")
+    finally:
+        redis_server.start()  # the session's Redis, for the tests after this one
     assert response.status_code == 503
     assert response.json["checks"]["queue"] == {"ok": False, "error": "The job queue (Redis) cannot be reached."}
     assert response.json["checks"]["database"]["ok"] is True
@@ -326,7 +280,7 @@ def test_readyz_is_503_when_redis_never_answers(tmp_path: Path) -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         url = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
-        web = _app(tmp_path, redis_url=url, readiness_timeout_s=0.5).test_client()
+        web = gateway_app(tmp_path, redis_url=url, readiness_timeout_s=0.5).test_client()
         started = time.monotonic()
         response = web.get("/readyz")
     assert time.monotonic() - started < 5
@@ -334,6 +288,6 @@ def test_readyz_is_503_when_redis_never_answers(tmp_path: Path) -> None:
 
 
 def test_readyz_says_when_redis_url_is_not_a_redis_url(tmp_path: Path) -> None:
-    response = _app(tmp_path, redis_url="http://127.0.0.1:6379").test_client().get("/readyz")
+    response = gateway_app(tmp_path, redis_url="http://127.0.0.1:6379").test_client().get("/readyz")
     assert response.status_code == 503
     assert response.json["checks"]["queue"] == {"ok": False, "error": "REDIS_URL is not a Redis URL (redis://HOST:PORT/DB)."}

@@ -12,9 +12,11 @@ job runner against the real Triton of tests/conftest.py, serves the whole module
 
 from __future__ import annotations
 
+import csv
 import functools
 import io
 import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ import cv2
 import jsonschema
 import numpy as np
 import pytest
+import scipy.io
 from flask import Flask
 from openapi_spec_validator import validate as validate_spec
 from referencing import Registry, Resource
@@ -37,8 +40,10 @@ from gateway.db import engine_of
 from gateway.models import Analysis, AnalysisStatus, ApiToken
 from gateway.testing_flow import api_user, runner_for
 from preprocessing.synthesis import SampleSpec, write_sample_video
+from training.synthetic_eeg import SyntheticEEGSpec, synthetic_trial_eeg
 
 ROOT_URI = "urn:emofuse:openapi"
+TINY = dict(width=320, height=180, face_height=120)
 METHODS = ("get", "put", "post", "patch", "delete")
 NO_SUCH_ID = 987654
 
@@ -76,6 +81,7 @@ class Api:
         self.app, self.spec = app, spec
         self.registry = Registry().with_resource(ROOT_URI, Resource.from_contents(_closed(spec), default_specification=DRAFT202012))
         self.seen: set[tuple[str, str, str]] = set()
+        self.codes: set[tuple[str, str, str]] = set()  # (template, method, error code) answered
 
     def call(self, who: Headers | None, method: str, template: str, values: dict[str, Any] | None = None, **request: Any) -> TestResponse:
         """``method`` on ``template`` (a documented path, filled with ``values``) as ``who``; checked."""
@@ -93,6 +99,8 @@ class Api:
         self._check_headers(response, documented)
         self._check_body(response, documented, (template, method, status))
         self.seen.add((template, method, status))
+        if response.status_code >= 400 and response.is_json:
+            self.codes.add((template, method, response.get_json()["error"]["code"]))
 
     def _check_headers(self, response: TestResponse, documented: dict[str, Any]) -> None:
         for name, header in documented.get("headers", {}).items():
@@ -138,7 +146,30 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     data = (root / "clip.mp4").read_bytes()
     (root / "cut.mp4").write_bytes(data[: len(data) // 2])  # its index, at the end, is gone
     (root / "notes.txt").write_text("not a recording\n" * 20)
+    _archives(root)
     return {path.name: path for path in root.iterdir()}
+
+
+def _archives(root: Path) -> None:
+    """A trial folder zipped (13 s: a trial's shortest, under the 1 MB limit), and .zip files refused three ways."""
+    spec = SyntheticEEGSpec(duration_s=13.0)
+    write_sample_video(root / "t1.mp4", SampleSpec(duration_s=spec.duration_s, **TINY))
+    scipy.io.savemat(root / "t1.mat", {"eeg": synthetic_trial_eeg(spec, 1, 2).data})
+    manifest = io.StringIO()
+    writer = csv.writer(manifest)
+    writer.writerows([["subject", "trial", "label", "eeg", "video", "eeg_rate", "mat_key", "channels"],
+                      [1, "t1", "happy", "s01/t1.mat", "s01/t1.mp4", spec.rate, "eeg", " ".join(spec.channels)]])  # fmt: skip
+    with zipfile.ZipFile(root / "trial.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("trial/manifest.csv", manifest.getvalue())
+        for name in ("t1.mp4", "t1.mat"):
+            archive.write(root / name, f"trial/s01/{name}")
+    whole = (root / "trial.zip").read_bytes()
+    (root / "cut.zip").write_bytes(whole[: len(whole) // 2])  # the directory, at the end, is gone
+    with zipfile.ZipFile(root / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("trial/s01/t1.mat", bytes(8 * 2**20))  # 1,000 to 1
+    with zipfile.ZipFile(root / "over.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        for i in range(3):
+            archive.writestr(f"trial/s01/{i}.bin", bytes(900 * 1024))  # 2.6 MB unpacked: past the limit, no member a bomb
 
 
 @pytest.fixture(scope="module")
@@ -275,6 +306,15 @@ def test_an_upload_and_each_refusal(world: dict[str, Any], media: dict[str, Path
     assert [response.status_code for response, _ in refusals] == [status for _, status in refusals]
 
 
+def test_a_trial_folder_zip_and_each_refusal_of_an_archive(world: dict[str, Any], media: dict[str, Path]) -> None:
+    api, ana = world["api"], world["ana"]
+    trial = _upload(api, ana, media["trial.zip"], trial="1/t1")
+    assert trial.status_code == 201 and (trial.get_json()["mode"], trial.get_json()["recording"]["kind"]) == ("trial", "trial")
+    refused = {name: _upload(api, ana, media[name]) for name in ("bomb.zip", "cut.zip", "over.zip")}
+    answers = {name: (response.status_code, response.get_json()["error"]["code"]) for name, response in refused.items()}
+    assert answers == {"bomb.zip": (422, "unsafe_archive"), "cut.zip": (422, "damaged_archive"), "over.zip": (413, "too_large")}
+
+
 def test_too_many_waiting_analyses(world: dict[str, Any], media: dict[str, Path]) -> None:
     app = world["app"]
     most, app.config["EMOFUSE_MAX_PENDING_ANALYSES"] = app.config["EMOFUSE_MAX_PENDING_ANALYSES"], 0
@@ -367,3 +407,13 @@ def test_every_documented_response_was_seen(world: dict[str, Any]) -> None:
     api = world["api"]
     documented = {(t, m, status) for t, m, operation in api.operations() for status in operation["responses"]}
     assert documented - api.seen == set(), "documented but never answered in these tests"
+
+
+def test_every_error_code_documented_for_an_upload_was_answered(world: dict[str, Any]) -> None:
+    """Runs last: the upload's lists of codes are exact (each answered code is in them: checked by every call)."""
+    api = world["api"]
+    responses = api.spec["paths"]["/analyses"]["post"]["responses"]
+    schemas = [api._resolve(response["content"]["application/json"]["schema"]) for status, response in responses.items() if status >= "400"]
+    documented = {code for schema in schemas for code in schema["properties"]["error"]["properties"]["code"]["enum"]}
+    answered = {code for template, method, code in api.codes if (template, method) == ("/analyses", "post")}
+    assert documented == answered

@@ -8,7 +8,6 @@ are absent). Files are real files in the data directory, checked on disk.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
@@ -17,7 +16,6 @@ import subprocess
 import sys
 import tracemalloc
 import zipfile
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -27,8 +25,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import MetaData, func, insert, inspect, select
 from sqlalchemy.orm import Session
 
-from gateway import create_app, current
-from gateway.config import Config
+from gateway import current
 from gateway.db import downgrade, engine_of, make_engine, upgrade
 from gateway.failures import CSRF_FAILED
 from gateway.models import (
@@ -47,34 +44,13 @@ from gateway.retention import purge_expired
 from gateway.sessions import user_for_session_id
 from gateway.storage import Storage
 from gateway.testing import csrf_token, sign_in, sign_up
+from gateway.testing_flow import gateway_app
 from gateway.tokens import create_token
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "staple tangent orbit"
 OWNED = (ApiToken, Recording, Analysis, Window, Verdict, Job)
-
-
-def _app(tmp_path: Path, **settings: object) -> Flask:
-    config = Config.from_env({"EMOFUSE_DATA_DIR": str(tmp_path)})
-    return create_app(dataclasses.replace(config, **settings))
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    return _app(tmp_path)
-
-
-@pytest.fixture
-def web(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
-def db(app: Flask) -> Iterator[Session]:
-    """A session on the app's database, outside any app context (see tests/test_gateway_auth.py)."""
-    with Session(engine_of(app), expire_on_commit=False) as session:
-        yield session
 
 
 def _user(web: FlaskClient, db: Session, email: str = "ada@example.org") -> User:
@@ -274,7 +250,7 @@ def test_a_refused_password_change_says_why_and_changes_nothing(app: Flask, web:
 
 def test_guessing_the_password_on_the_settings_page_is_limited(tmp_path: Path) -> None:
     """Wrong passwords typed again count with failed sign-ins: a stolen session cannot guess on."""
-    app = _app(tmp_path, signin_max_per_account=2)
+    app = gateway_app(tmp_path, signin_max_per_account=2)
     web = app.test_client()
     with Session(engine_of(app)) as db:
         _user(web, db)
@@ -356,7 +332,7 @@ def test_purge_deletes_expired_uploads_with_their_files_and_nothing_else(databas
 
 
 def test_the_purge_runs_from_the_command_line(tmp_path: Path) -> None:
-    app = _app(tmp_path)
+    app = gateway_app(tmp_path)
     storage = current.storage(app)
     with Session(engine_of(app), expire_on_commit=False) as session:
         user = User(email="cli@example.org", password_hash="x", retention_days=1)
@@ -454,7 +430,7 @@ def test_deleting_the_account_needs_the_password(web: FlaskClient, db: Session, 
 
 
 def test_deleting_the_account_removes_every_row_and_file_and_nothing_else(database_url: str, tmp_path: Path) -> None:
-    app = _app(tmp_path, database_url=database_url)
+    app = gateway_app(tmp_path, database_url=database_url)
     storage, now = current.storage(app), utcnow()
     web, other = app.test_client(), app.test_client()
     with Session(engine_of(app), expire_on_commit=False) as db:

@@ -8,7 +8,6 @@ upload only records the analysis and queues its job (tests/test_gateway_jobs.py 
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import tracemalloc
 from collections.abc import Iterator
@@ -23,11 +22,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import create_app, current
-from gateway.config import Config
+from gateway import current
 from gateway.db import engine_of
 from gateway.models import Analysis, Job, JobState, Recording
-from gateway.testing_flow import api_user, owned_counts, page_upload, signed_in, stored_files
+from gateway.testing_flow import api_user, gateway_app, owned_counts, page_upload, signed_in, stored_files
 from gateway.uploads import display_name
 from preprocessing.synthesis import SampleSpec, astronaut_face, write_sample_video
 
@@ -48,18 +46,9 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return root
 
 
-def _app(tmp_path: Path, **settings: object) -> Flask:
-    config = Config.from_env({"EMOFUSE_DATA_DIR": str(tmp_path / "data")})
-    return create_app(dataclasses.replace(config, **settings))
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    return _app(tmp_path)
-
-
 @pytest.fixture
 def web(app: Flask) -> FlaskClient:
+    """Signed in: the page's upload form is for users only."""
     return signed_in(app, "uploader@example.org")
 
 
@@ -212,7 +201,7 @@ def test_a_200_mb_upload_streams_to_disk_in_chunks(app: Flask, api: tuple[int, d
 
 
 def test_an_upload_over_the_size_limit_is_refused_before_its_body_is_read(tmp_path: Path, clips: Path) -> None:
-    app = _app(tmp_path, max_upload_bytes=2**20)
+    app = gateway_app(tmp_path / "data", max_upload_bytes=2**20)
     user_id, headers = api_user(app, "big@example.org")
     body, content_type = _multipart(clips / "video.mp4", 3 * 2**20)
     response = _stream(app.test_client(), body, content_type, headers)
@@ -223,7 +212,7 @@ def test_an_upload_over_the_size_limit_is_refused_before_its_body_is_read(tmp_pa
 
 
 def test_a_recording_longer_than_the_limit_is_refused_with_the_limit(tmp_path: Path, clips: Path) -> None:
-    app = _app(tmp_path, max_duration_s=3.0)
+    app = gateway_app(tmp_path / "data", max_duration_s=3.0)
     user_id, headers = api_user(app, "long@example.org")
     response = web_post(app, headers, recording=_file(clips / "video.mp4"), consent="true")
     assert response.status_code == 422
