@@ -38,7 +38,8 @@ def test_a_quick_run_learns_expressions_of_faces_it_never_saw(trained) -> None:
     card = ModelCard.load(out / "face.card.json")
     history = card.metrics["history"]
     assert history[-1]["train_acc"] > history[0]["train_acc"], "it learnt during the run"
-    assert card.metrics["sizes"] == {"Training": 420, "PublicTest": 420, "PrivateTest": 420}
+    sizes = card.metrics["sizes"]
+    assert sizes["Training"] == 420 and 350 < sizes["PublicTest"] <= 420 and 350 < sizes["PrivateTest"] <= 420  # disgust has fewer
     assert card.metrics["test"]["accuracy"] == figures["private_test_accuracy"] and set(card.metrics["test"]["recall"]) == set(card.labels)
     assert "research" in card.licence and "quick run" in card.data and any("skin tone" in limit for limit in card.limits)
     assert set(card.metrics["without_flip_average"]) == {"PublicTest", "PrivateTest"}

@@ -68,7 +68,11 @@ def test_the_page_needs_no_sign_in_and_lists_every_model_the_served_ensembles_ru
     assert f"{100 * speech['test']['accuracy']:.1f} %" in models["speech_emotion"]
     assert f"{100 * speech['chance_accuracy']:.1f} %" in models["speech_emotion"]
     assert "Non-commercial use only" in models["speech_emotion"] and "RAVDESS" in models["speech_emotion"]
-    assert "emofuse has not measured it" in models["face_expression"]  # its 66 % is its authors' figure
+    face = _card(REPOSITORY, "face_expression")["metrics"]
+    assert f"{100 * face['test']['accuracy']:.1f} %" in models["face_expression"] and "PrivateTest" in models["face_expression"]
+    assert "emofuse has not measured it" not in models["face_expression"]  # measured here now, on FER-2013
+    for part in ("Not for", "employment", "By group", "actor 03 (male)", "Per sex", "skin tone"):
+        assert part in models["speech_emotion"] + models["face_expression"], part
     assert "Face and voice" in models["speech_emotion"] and "Voice" in models["speech_emotion"]
 
 
