@@ -151,7 +151,10 @@ class MiniXception(nn.Module):
         x = ((x - 0.5) * 2.0).unsqueeze(1)  # (B, 1, 64, 64)
         if self.training or not self.config.flip_average:
             return self.logits(x)
-        return (self.logits(x) + self.logits(x.flip(-1))) / 2  # test-time flip averaging, inside the served graph
+        # Test-time flip averaging, inside the served graph: the crops and their mirrors as one batch.
+        both = self.logits(torch.cat([x, x.flip(-1)]))  # (2B, 7)
+        crops, mirrors = both.chunk(2)  # chunk, not len(x): the batch stays dynamic in ONNX
+        return (crops + mirrors) / 2
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, 64, 64) in [-1, 1] -> logits (B, 7)."""

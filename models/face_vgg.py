@@ -73,4 +73,6 @@ class FaceVGG(nn.Module):
         x = F.interpolate(x, size=(w, w), mode="bilinear", align_corners=False)  # (B, 1, 48, 48)
         if self.training or not self.config.flip_average:
             return self.features(x)
-        return (self.features(x) + self.features(x.flip(-1))) / 2
+        both = self.features(torch.cat([x, x.flip(-1)]))  # the crops and their mirrors as one batch: (2B, 7)
+        crops, mirrors = both.chunk(2)  # chunk, not len(x): the batch stays dynamic in ONNX
+        return (crops + mirrors) / 2
