@@ -444,7 +444,12 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m training.speech --data DIR --out DIR [--seeds 0,1 --epochs N ...]``.
 
     ``emofuse train audio`` delegates here with the same options. Prints a one-line JSON summary.
+    With ``--folds N`` it cross-validates over the actors instead (:mod:`training.speech_folds`).
     """
+    if any(arg.split("=")[0] == "--folds" for arg in (sys.argv[1:] if argv is None else argv)):
+        from training.speech_folds import main as cross_validate  # imports this module: imported here
+
+        return cross_validate(argv)
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m training.speech", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="the ravdess-speech folder (labels.csv, Actor_XX/)")
@@ -462,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-baseline", action="store_true", help="skip the MFCC-statistics MLP baseline")
     p.add_argument("--max-clips", type=int, default=None, help="use only this many clips (smoke tests)")
     p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--folds", type=int, help="cross-validate over the actors instead: python -m training.speech_folds --help")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     if a.measure_groups:

@@ -1,0 +1,124 @@
+"""Actor-wise cross-validation of the speech CNN (training.speech_folds).
+
+The folds are checked on RAVDESS's actor numbers alone; one short real run reads the RAVDESS
+speech folder (``$EMOFUSE_RAVDESS``, by default ``../shared/data/ravdess-speech`` beside the
+repository) and is skipped where it is absent: 3 folds over 380 of its 1,140 clips (20 of each
+actor's 60), 2 epochs per fold, about 1.5 minutes on a shared 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from models.speech import SpeechEnsemble, load_speech
+from training import speech, speech_folds
+from training.ravdess import read_clips
+from training.speech_folds import actor_folds
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = Path(os.environ.get("EMOFUSE_RAVDESS", REPO.parent / "shared" / "data" / "ravdess-speech"))
+PRESENT = [1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]  # the 19 actors of the shared folder
+
+
+@pytest.mark.parametrize(("n_folds", "n_val"), [(5, 3), (5, 2), (3, 2), (4, 3), (19, 2)])
+def test_every_actor_is_tested_once_and_never_heard_by_its_fold(n_folds: int, n_val: int) -> None:
+    folds = actor_folds(PRESENT, n_folds, n_val)
+    assert len(folds) == n_folds
+    tested = [a for f in folds for a in f.test]
+    assert sorted(tested) == PRESENT, "each actor in exactly one test fold"
+    for f in folds:
+        assert set(f.train) | set(f.val) | set(f.test) == set(PRESENT)
+        assert not set(f.test) & (set(f.train) | set(f.val)) and not set(f.train) & set(f.val)
+        assert len(f.val) == n_val and {a % 2 for a in f.val} == {0, 1}, "validation actors of both sexes"
+        assert {a % 2 for a in f.train} == {0, 1}
+    sizes = [len(f.test) for f in folds]
+    assert max(sizes) - min(sizes) <= 1
+    assert actor_folds(list(reversed(PRESENT)) + [3], n_folds, n_val) == folds, "deterministic, whatever the order"
+
+
+def test_five_folds_mix_the_sexes_of_the_19_actors() -> None:
+    folds = actor_folds(PRESENT)
+    assert [f.test for f in folds] == [(1, 4, 13, 14), (3, 6, 15, 16), (7, 8, 17, 18), (9, 10, 19, 20), (2, 11, 12)]
+    assert [f.val for f in folds] == [(3, 6, 15), (7, 8, 18), (9, 10, 19), (2, 11, 12), (1, 4, 13)]
+    for f in folds:
+        assert {a % 2 for a in f.test} == {0, 1}, f"fold testing {f.test} has one sex only"
+    assert all(len(f.train) in (12, 13) for f in folds)
+
+
+@pytest.mark.parametrize(("actors", "n_folds", "n_val"), [([1, 2, 3], 5, 1), ([1, 2, 3, 4], 2, 2), (PRESENT, 1, 3), (PRESENT, 5, 0)])
+def test_too_few_actors_or_folds_are_refused(actors: list[int], n_folds: int, n_val: int) -> None:
+    with pytest.raises(ValueError, match="folds|too few"):
+        actor_folds(actors, n_folds, n_val)
+
+
+def test_train_audio_hands_folds_to_the_cross_validation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``emofuse train audio --folds 5 ...`` runs training.speech.main, which hands its options on."""
+    seen = []
+    monkeypatch.setattr(speech_folds, "main", lambda argv: seen.append(argv) or 0)
+    argv = ["--data", "d", "--out", "o", "--folds", "5", "--epochs", "3"]
+    assert speech.main(argv) == 0 and seen == [argv]
+
+
+# ---------------------------------------------------------------------------------------------
+# A short real run
+
+needs_real_data = pytest.mark.skipif(not (REAL_DATA / "labels.csv").is_file(), reason=f"RAVDESS speech not at {REAL_DATA}")
+CLIPS = 380
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
+    out = tmp_path_factory.mktemp("folds")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        argv = ["--data", str(REAL_DATA), "--out", str(out), "--folds", "3", "--max-clips", str(CLIPS), "--epochs", "2", "--ensemble"]
+        assert speech_folds.main(argv) == 0
+    return out, json.loads((out / "speech_folds.json").read_text()), json.loads(printed.getvalue().splitlines()[-1])
+
+
+@needs_real_data
+def test_a_short_run_reports_every_actor_on_folds_that_never_heard_them(short_run: tuple[Path, dict, dict]) -> None:
+    out, r, line = short_run
+    actors = sorted({c.actor for c in read_clips(REAL_DATA)})
+    assert r["complete"] and len(r["folds"]) == 3 and r["config"]["folds"] == 3
+    assert sorted(int(name.split()[1]) for name in r["per_actor"]) == actors, "a figure for every actor present"
+    assert set(r["per_sex"]) == {"female", "male"} and r["chance_accuracy"] == 0.125
+    for f in r["folds"]:
+        tested = {int(name.split()[1]) for name in f["per_actor"]}
+        assert tested == set(f["actors"]["test"]) and not tested & set(f["actors"]["train"] + f["actors"]["val"])
+        assert f["clips"]["test"] == f["report"]["n"] and f["members"][0]["epochs_run"] == 2
+    assert r["pooled"]["n"] == CLIPS == sum(f["clips"]["test"] for f in r["folds"])
+    accuracies = [f["accuracy"] for f in r["folds"]]
+    assert r["accuracy"]["mean"] == pytest.approx(sum(accuracies) / 3, abs=1e-4)
+    assert r["accuracy"]["min"] == min(accuracies) and r["accuracy"]["std"] >= 0 and 0 < r["macro_f1"]["mean"] <= 1
+    assert line["pooled_accuracy"] == r["pooled"]["accuracy"] and line["accuracy_std"] == r["accuracy"]["std"]
+    assert r["seconds"] > 0 and r["config"]["train"]["epochs"] == 2
+
+
+@needs_real_data
+def test_a_short_run_is_above_chance_on_actors_it_never_heard(short_run: tuple[Path, dict, dict]) -> None:
+    """Two epochs on 180-200 clips per fold: about 29 % here against 12.5 % for guessing. The pooled
+    figure must beat chance by 3 binomial standard deviations (18.6 % for 380 clips), each fold chance."""
+    r = short_run[1]
+    n, chance = r["pooled"]["n"], r["chance_accuracy"]
+    assert r["pooled"]["accuracy"] > chance + 3 * math.sqrt(chance * (1 - chance) / n), r["pooled"]
+    assert all(f["accuracy"] > chance for f in r["folds"]), [f["accuracy"] for f in r["folds"]]
+
+
+@needs_real_data
+def test_the_fold_models_load_as_one_servable_ensemble(short_run: tuple[Path, dict, dict]) -> None:
+    out, r, _ = short_run
+    model, card, _ = load_speech(out)
+    assert isinstance(model, SpeechEnsemble) and len(model.members) == 3 and card.weights == "real"
+    m = card.metrics
+    assert m["test"]["accuracy"] == m["validation_accuracy"] == r["pooled"]["accuracy"] and m["test"]["n"] == CLIPS
+    assert "no actor is left" in m["test"]["what"] and any("never heard" in text for text in card.limits)
+    assert m["groups"] == {"per_actor": r["per_actor"], "per_sex": r["per_sex"]}
+    assert m["cross_validation"]["accuracy"] == r["accuracy"]

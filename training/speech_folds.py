@@ -1,0 +1,355 @@
+"""Actor-wise cross-validation of the speech CNN on RAVDESS speech: how it fares on people it never heard.
+
+    python -m training.speech_folds --data /work/shared/data/ravdess-speech --out runs/speech-folds [--folds 5]
+    emofuse train audio --folds 5 --data DIR --out DIR     (the same; training.speech delegates here)
+
+The shipped model (:mod:`training.speech`) is tested on four actors, and its figure is theirs;
+here every actor is tested once, by a CNN that never heard them:
+
+- the actors, sorted, are dealt round-robin into ``folds`` folds, the men first and then the
+  women, so that every fold has actors of both sexes (where there are as many of each as folds)
+  and the folds differ in size by one at most (19 actors, 5 folds: four of 4 actors and one of 3);
+- fold k tests on its actors and trains on all the others but ``val_actors`` of them (both
+  sexes, taken from the next folds), whose clips choose the epoch kept (early stopping);
+- each fold trains the very CNN :func:`training.speech.train` trains, with the same
+  :func:`training.speech.fit`, windows, augmentation and :class:`~training.speech.TrainConfig`
+  (one CNN per seed of ``seeds``, softmaxes averaged).
+
+``OUT/speech_folds.json`` holds each fold's accuracy, macro-F1, per-actor and per-sex accuracy;
+their mean and standard deviation over folds; accuracy, macro-F1 and confusion matrix pooled over
+every clip; per-actor (every actor) and per-sex accuracy; chance; the configuration and the time
+taken. It is rewritten after every fold (``complete`` false until the last), so a stopped run
+keeps what it measured. One line of JSON is printed at the end.
+
+With ``--ensemble`` the fold models are saved together as one :class:`models.speech.SpeechEnsemble`
+(``OUT/speech.pt`` and ``OUT/speech.card.json``, as :func:`training.speech.train` writes them), which
+``emofuse repo build --speech OUT`` serves. Its card's figures are those of each member on its own
+held-out actors: every actor trained some member, so no actor is left that the ensemble never heard.
+
+Time: a fold trains about as long as one CNN of :func:`training.speech.train` (the shipped CNNs'
+40 epochs took 15 minutes each on 2 cores; longer on a shared CPU), so 5 folds of one seed take
+about 1.5 hours; after the first fold the log gives an estimate of the whole run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from itertools import zip_longest
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.parameters import count_parameters
+from models.speech import SpeechEnsemble, speech_card
+from training.loop import best_epoch, predict_proba
+from training.metrics import per_group, report
+from training.ravdess import EMOTIONS_8, LICENCE, Clip, load_audio, read_clips
+from training.speech import TrainConfig, _select, evaluate, even_windows, features, fit
+from training.trials import SubjectSplit
+
+__all__ = ["FoldsConfig", "actor_folds", "cross_validate", "main", "save_ensemble", "summarise"]
+
+log = logging.getLogger("training.speech_folds")
+
+RESULTS = "speech_folds.json"
+
+
+@dataclass(frozen=True)
+class FoldsConfig:
+    """How the actors are split into folds; the training of each fold is ``train``'s."""
+
+    folds: int = 5
+    val_actors: int = 3  # training actors of each fold whose clips choose its epoch (both sexes)
+    ensemble: bool = False  # also save the fold models as one SpeechEnsemble (OUT/speech.pt, card)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(seeds=(0,), baseline=False))  # one CNN per fold, no MLP
+
+    def to_dict(self) -> dict:
+        return {"folds": self.folds, "val_actors": self.val_actors, "ensemble": self.ensemble, "train": self.train.to_dict()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Folds
+
+
+def _sex(actor: int) -> str:
+    """RAVDESS: odd actors are male, even ones female."""
+    return "male" if actor % 2 else "female"
+
+
+def _deal(actors: Sequence[int], n_folds: int) -> list[tuple[int, ...]]:
+    """The test actors of each fold: men then women, sorted, dealt round-robin."""
+    ordered = sorted(a for a in actors if a % 2) + sorted(a for a in actors if a % 2 == 0)
+    return [tuple(sorted(ordered[k::n_folds])) for k in range(n_folds)]
+
+
+def _validation(tests: list[tuple[int, ...]], k: int, n_val: int) -> tuple[int, ...]:
+    """``n_val`` actors of the folds after fold ``k``, sexes alternating (men first in even folds)."""
+    order = [a for j in range(1, len(tests)) for a in tests[(k + j) % len(tests)]]
+    men, women = [a for a in order if a % 2], [a for a in order if a % 2 == 0]
+    first, second = (men, women) if k % 2 == 0 else (women, men)
+    return tuple(sorted([a for pair in zip_longest(first, second) for a in pair if a is not None][:n_val]))
+
+
+def actor_folds(actors: Sequence[int], n_folds: int = 5, n_val: int = 3) -> list[SubjectSplit]:
+    """The train, validation and test actors of each fold; every actor is tested in exactly one.
+
+    Deterministic: the same actors give the same folds. 19 actors, 5 folds, 3 validation actors:
+    test 4 actors (3 in the last fold), validation 3, train 12 (13).
+
+    Raises
+    ------
+    ValueError
+        If there are fewer than 2 folds, or too few actors for every fold to train on one.
+    """
+    actors = sorted(set(actors))
+    if n_folds < 2 or n_val < 1:
+        raise ValueError(f"cross-validation needs 2 folds or more and a validation actor (got {n_folds} folds, {n_val}).")
+    if n_folds > len(actors) or len(actors) - math.ceil(len(actors) / n_folds) - n_val < 1:
+        raise ValueError(f"{len(actors)} actors are too few for {n_folds} folds with {n_val} validation actors each.")
+    tests = _deal(actors, n_folds)
+    splits = []
+    for k, test in enumerate(tests):
+        val = _validation(tests, k, n_val)
+        splits.append(SubjectSplit(train=tuple(a for a in actors if a not in test and a not in val), val=val, test=test))
+    return splits
+
+
+# ---------------------------------------------------------------------------------------------
+# One fold
+
+
+def _actor_group(actor: int) -> str:
+    """The per-actor key of :func:`training.speech.group_accuracy`: 'actor 03 (male)'."""
+    return f"actor {actor:02d} ({_sex(actor)})"
+
+
+def _predicted(model: torch.nn.Module, x: np.ndarray, n_crops: int) -> np.ndarray:
+    """Class of each clip (n,), its ``n_crops`` windows' softmax averaged; ``x`` (n * n_crops, 64, 156)."""
+    return predict_proba(model, (x,)).reshape(len(x) // n_crops, n_crops, -1).mean(axis=1).argmax(1)
+
+
+def _groups(truth: np.ndarray, predicted: np.ndarray, actors: Sequence[int]) -> dict[str, dict[str, float]]:
+    """Accuracy per actor and per sex of clips (n,) spoken by ``actors`` (n,)."""
+    return {"per_actor": per_group(truth, predicted, [_actor_group(a) for a in actors]),
+            "per_sex": per_group(truth, predicted, [_sex(a) for a in actors])}  # fmt: skip
+
+
+def _fold(k: int, split: SubjectSplit, clips: list[Clip], audio: list[np.ndarray], cfg: TrainConfig
+          ) -> tuple[dict, list[torch.nn.Module], np.ndarray]:  # fmt: skip
+    """Train fold ``k``'s CNNs (one per seed) and test them on its actors.
+
+    Returns
+    -------
+    figures : dict
+        The fold's actors, clips, test ``report`` (:func:`training.speech.evaluate`), per-actor and
+        per-sex accuracy, members (seed, best epoch...) and seconds.
+    members : list of nn.Module
+        One CNN per seed, each at its best epoch.
+    predicted : ndarray of int64, shape (n_test,)
+        Class of each test clip, in the order of ``split.indices``.
+    """
+    t0 = time.perf_counter()
+    idx = split.indices(np.array([c.actor for c in clips]))
+    y = {name: np.array([clips[i].label for i in ix], np.int64) for name, ix in idx.items()}
+    x = {name: features("cnn", even_windows([audio[i] for i in idx[name]], cfg.eval_crops), cfg) for name in ("val", "test")}
+    members, runs = [], []
+    for seed in cfg.seeds:
+        model, history = fit("cnn", [audio[i] for i in idx["train"]], y["train"], x["val"], y["val"], cfg, seed)
+        best = best_epoch(history)
+        members.append(model)
+        runs.append({"seed": seed, "best_epoch": best.epoch, "epochs_run": len(history),
+                     "validation_accuracy": round(best.val_acc, 4), "seconds": round(history[-1].seconds, 1)})  # fmt: skip
+    model = members[0] if len(members) == 1 else SpeechEnsemble(members)
+    test = evaluate(model, x["test"], y["test"], cfg.eval_crops)
+    predicted = _predicted(model, x["test"], cfg.eval_crops)
+    figures = {
+        "fold": k, "actors": split.to_dict(), "clips": {name: len(ix) for name, ix in idx.items()},
+        "accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "single_window_accuracy": test["single_window"]["accuracy"],
+        **_groups(y["test"], predicted, [clips[i].actor for i in idx["test"]]),
+        "report": test, "members": runs, "seconds": round(time.perf_counter() - t0, 1),
+    }  # fmt: skip
+    return figures, members, predicted
+
+
+# ---------------------------------------------------------------------------------------------
+# The summary
+
+
+def _spread(values: Sequence[float]) -> dict[str, float]:
+    """Mean, sample standard deviation (n - 1; 0 for one value), least and most of per-fold figures."""
+    v = np.asarray(values, np.float64)
+    std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    return {"mean": round(float(v.mean()), 4), "std": round(std, 4), "min": round(float(v.min()), 4), "max": round(float(v.max()), 4)}
+
+
+def summarise(folds: list[dict], truth: np.ndarray, predicted: np.ndarray, actors: np.ndarray) -> dict:
+    """Figures over folds: mean and spread of accuracy and macro-F1, and pooled over every test clip.
+
+    Parameters
+    ----------
+    folds : the figures of each fold done (:func:`_fold`)
+    truth, predicted, actors : ndarray, shape (n,)
+        Label, predicted class and actor of every clip tested so far, all folds together.
+    """
+    pooled = report(truth, predicted, EMOTIONS_8)
+    windows = sum(f["report"]["single_window"]["accuracy"] * f["clips"]["test"] for f in folds) / max(1, len(truth))
+    return {
+        "accuracy": _spread([f["accuracy"] for f in folds]),
+        "macro_f1": _spread([f["macro_f1"] for f in folds]),
+        "spread_what": "over folds, each fold's CNN on its own test actors; std with n - 1",
+        "pooled": {**pooled, "single_window_accuracy": round(windows, 4),
+                   "what": "every tested clip of every fold together, each classified by the fold that never heard its actor"},
+        **_groups(truth, predicted, actors.tolist()),
+        "chance_accuracy": round(1 / len(EMOTIONS_8), 4),
+    }  # fmt: skip
+
+
+def _write(out: Path, result: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RESULTS).write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _estimate(first: dict, cfg: FoldsConfig) -> None:
+    """Log how long the whole run takes at the first fold's pace, and at most (no early stopping)."""
+    secs = first["seconds"]
+    epochs = max(1, np.mean([m["epochs_run"] for m in first["members"]]))
+    log.info("fold 1 took %.0f s: all %d folds take about %.0f min at that pace, at most %.0f min if no fold stops early",
+             secs, cfg.folds, secs * cfg.folds / 60, secs * cfg.folds * cfg.train.epochs / epochs / 60)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def _data(clips: list[Clip]) -> str:
+    return (f"RAVDESS speech (Livingstone & Russo 2018, doi:10.1371/journal.pone.0196391; Zenodo 1188976): "
+            f"{len(clips)} clips of actors {sorted({c.actor for c in clips})}, resampled to 22,050 Hz")  # fmt: skip
+
+
+def cross_validate(data: str | Path, out: str | Path, cfg: FoldsConfig | None = None) -> dict:
+    """Cross-validate the speech CNN over the actors of RAVDESS speech at ``data``; write ``out/speech_folds.json``.
+
+    Returns
+    -------
+    dict
+        What the file holds: ``folds`` (each fold's figures), ``accuracy`` and ``macro_f1``
+        (mean, std, min, max over folds), ``pooled``, ``per_actor``, ``per_sex``,
+        ``chance_accuracy``, ``config``, ``seconds``.
+    """
+    t_start = time.perf_counter()
+    cfg = cfg or FoldsConfig()
+    torch.set_num_threads(cfg.train.threads)
+    out = Path(out)
+    clips = _select(read_clips(data), cfg.train.max_clips)
+    splits = actor_folds([c.actor for c in clips], cfg.folds, cfg.val_actors)
+    audio = load_audio(clips)
+    actors = np.array([c.actor for c in clips])
+    labels = np.array([c.label for c in clips], np.int64)
+    base = {"what": f"actor-wise {cfg.folds}-fold cross-validation of the speech CNN (training.speech_folds)", "data": _data(clips),
+            "config": cfg.to_dict(), "threads": cfg.train.threads, "torch": torch.__version__}  # fmt: skip
+    folds, members, tested, predicted = [], [], [], []
+    for k, split in enumerate(splits, start=1):
+        log.info("fold %d/%d: test %s, validation %s, train %s", k, cfg.folds, split.test, split.val, split.train)
+        figures, models, pred = _fold(k, split, clips, audio, cfg.train)
+        folds.append(figures)
+        members += models
+        tested.append(split.indices(actors)["test"])
+        predicted.append(pred)
+        log.info("fold %d/%d: accuracy %.3f, macro-F1 %.3f on actors %s (%s) in %.0f s", k, cfg.folds, figures["accuracy"],
+                 figures["macro_f1"], list(split.test), ", ".join(f"{s} {a:.3f}" for s, a in figures["per_sex"].items()),
+                 figures["seconds"])  # fmt: skip
+        if k == 1:
+            _estimate(figures, cfg)
+        done = np.concatenate(tested)
+        result = {**base, "complete": k == len(splits), "folds": folds,
+                  **summarise(folds, labels[done], np.concatenate(predicted), actors[done]),
+                  "seconds": round(time.perf_counter() - t_start, 1)}  # fmt: skip
+        _write(out, result)
+    if cfg.ensemble:
+        save_ensemble(out, members, result, clips, cfg)
+    log.info("wrote %s in %.0f s", out / RESULTS, time.perf_counter() - t_start)
+    return result
+
+
+def save_ensemble(out: Path, members: list[torch.nn.Module], result: dict, clips: list[Clip], cfg: FoldsConfig) -> None:
+    """Save every fold's CNNs as one :class:`~models.speech.SpeechEnsemble`: ``out/speech.pt`` and
+    ``out/speech.card.json``, in :func:`training.speech.train`'s format; the card's figures are the
+    members' on their own held-out actors."""
+    tc = cfg.train
+    model = members[0] if len(members) == 1 else SpeechEnsemble(members)
+    torch.save({"kind": "cnn", "config": model.config.to_dict(), "members": [m.state_dict() for m in members],
+                "labels": list(EMOTIONS_8), "log_mel": tc.logmel.to_dict()}, out / "speech.pt")  # fmt: skip
+    pooled = result["pooled"]
+    held_out = ("each fold's CNN on the actors it never heard, all folds pooled: no actor is left that the ensemble "
+                "itself never heard, so these are the figures of its members, not of the ensemble")  # fmt: skip
+    card = speech_card(
+        model, tc.logmel,
+        source=(f"trained from scratch by training.speech_folds: the {len(members)} CNNs of an actor-wise {cfg.folds}-fold "
+                f"cross-validation (seeds {', '.join(map(str, tc.seeds))} per fold), softmaxes averaged, "
+                f"{count_parameters(model):,} parameters in all"),
+        data=f"{_data(clips)}; test actors of each fold: {[f['actors']['test'] for f in result['folds']]}",
+        licence=LICENCE,
+        metrics={
+            "validation_accuracy": pooled["accuracy"],
+            "validation_accuracy_what": f"accuracy of {held_out}",
+            "test": {**{k: pooled[k] for k in ("n", "accuracy", "macro_f1", "recall", "labels", "confusion_matrix")},
+                     "what": f"{held_out}; {tc.eval_crops} windows averaged per clip",
+                     "single_window": {"accuracy": pooled["single_window_accuracy"],
+                                       "what": f"each of those {tc.eval_crops} windows alone, as serving sees them"}},
+            "groups": {"per_actor": result["per_actor"], "per_sex": result["per_sex"]},
+            "groups_what": f"{held_out}; every actor tested once",
+            "chance_accuracy": result["chance_accuracy"],
+            "cross_validation": {k: result[k] for k in ("accuracy", "macro_f1", "spread_what")},
+            "training": {"folds": [{k: f[k] for k in ("fold", "actors", "accuracy", "macro_f1", "members")}
+                                   for f in result["folds"]],
+                         "parameters": count_parameters(model), "total_time_s": result["seconds"],
+                         "threads": tc.threads, "torch": torch.__version__, "config": cfg.to_dict()},
+        },
+    )  # fmt: skip
+    card.limits.append("Every RAVDESS actor here trained some of its members: its figures are those of each member on "
+                       "the actors it never heard, and the ensemble itself has not been measured on an unheard voice.")  # fmt: skip
+    card.save(out / "speech.card.json")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python -m training.speech_folds --data DIR --out DIR [--folds 5 --seeds 0 --epochs N ...]``.
+
+    Prints a one-line JSON summary: accuracy and macro-F1 over folds (mean, std), pooled accuracy, per sex, seconds.
+    """
+    d = FoldsConfig()
+    p = argparse.ArgumentParser(prog="python -m training.speech_folds", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="the ravdess-speech folder (labels.csv, Actor_XX/)")
+    p.add_argument("--out", required=True, help=f"folder for {RESULTS} (and speech.pt, speech.card.json with --ensemble)")
+    p.add_argument("--folds", type=int, default=d.folds, help="folds of actors; each actor is tested in one")
+    p.add_argument("--val-actors", type=int, default=d.val_actors, help="training actors of each fold that choose its epoch")
+    p.add_argument("--seeds", type=_ints, default=d.train.seeds, help="one CNN per seed and fold, comma-separated")
+    p.add_argument("--epochs", type=int, default=d.train.epochs, help="most epochs per CNN (early stopping may end sooner)")
+    p.add_argument("--patience", type=int, default=d.train.patience)
+    p.add_argument("--max-clips", type=int, default=None, help="use only this many clips, evenly spread (smoke tests)")
+    p.add_argument("--threads", type=int, default=d.train.threads)
+    p.add_argument("--ensemble", action="store_true", help="also save the fold models as one servable ensemble")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    train = replace(d.train, seeds=a.seeds, epochs=a.epochs, patience=a.patience, max_clips=a.max_clips, threads=a.threads)
+    r = cross_validate(a.data, a.out, FoldsConfig(folds=a.folds, val_actors=a.val_actors, ensemble=a.ensemble, train=train))
+    print(json.dumps({"folds": a.folds, "accuracy_mean": r["accuracy"]["mean"], "accuracy_std": r["accuracy"]["std"],
+                      "macro_f1_mean": r["macro_f1"]["mean"], "macro_f1_std": r["macro_f1"]["std"],
+                      "pooled_accuracy": r["pooled"]["accuracy"], "per_sex": r["per_sex"],
+                      "chance_accuracy": r["chance_accuracy"], "seconds": r["seconds"]}))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
