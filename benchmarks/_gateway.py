@@ -1,6 +1,6 @@
 """What the gateway benchmarks share: a gateway on a fresh SQLite, users with tokens, finished
-analyses written straight into the database, a local gunicorn, a Triton, and small readers for
-``/metrics`` and the machine's load.
+analyses written straight into the database (:func:`gateway.testing_flow.finished_analysis`), a
+local gunicorn, a Triton, and small readers for ``/metrics`` and the machine's load.
 
 Only the project's own dependencies: the HTTP client is the standard library's.
 """
@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -21,7 +20,6 @@ import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,12 +32,8 @@ from sqlalchemy.orm import Session  # noqa: E402
 from gateway import create_app  # noqa: E402
 from gateway.config import Config  # noqa: E402
 from gateway.db import engine_of  # noqa: E402
-from gateway.models import Analysis, AnalysisStatus, Job, JobState, Recording, Verdict, Window, utcnow  # noqa: E402
-from gateway.testing import free_port, sign_in  # noqa: E402
-from gateway.testing_flow import PASSWORD, api_user  # noqa: E402
-
-LABELS = ["angry", "happy", "neutral", "sad", "surprised"]  # the shipped ensembles' five classes
-WINDOW_S = 3.6
+from gateway.testing import free_port, sign_in, stop_process  # noqa: E402
+from gateway.testing_flow import PASSWORD, api_user, finished_analysis  # noqa: E402
 
 
 def load() -> str:
@@ -84,28 +78,9 @@ def seed(app: Flask, users: int, analyses: int, windows: int) -> list[Account]:
         email = f"bench{n}@example.org"
         user_id, headers = api_user(app, email)
         with Session(engine_of(app)) as session:
-            ids = [_finished_analysis(session, user_id, f"Interview {i}", windows) for i in range(analyses)]
+            ids = [finished_analysis(session, user_id, f"Interview {i}", windows) for i in range(analyses)]
         accounts.append(Account(email, headers, _session_cookie(app, email), ids))
     return accounts
-
-
-def _finished_analysis(session: Session, user_id: int, name: str, windows: int) -> int:
-    now = utcnow()
-    recording = Recording(user_id=user_id, name=f"{name}.mp4", kind="video", media_type="video/mp4", size_bytes=12_000_000,
-                          duration_s=windows * WINDOW_S, stored_name=f"{uuid.uuid4().hex}.mp4", has_audio=True, consented_at=now)  # fmt: skip
-    analysis = Analysis(user_id=user_id, recording=recording, name=name, mode="av", model="emotion_av", trained=True, labels=LABELS,
-                        status=AnalysisStatus.DONE, progress=1.0, started_at=now, finished_at=now + timedelta(seconds=20), files={})  # fmt: skip
-    for i in range(windows):
-        probabilities = {label: round(((i + k) % 5 + 1) / 15, 4) for k, label in enumerate(LABELS)}  # sums to 1
-        analysis.windows.append(Window(user_id=user_id, index=i, start_s=round(i * WINDOW_S, 3), end_s=round((i + 1) * WINDOW_S, 3),
-                                       status="ok", label=max(probabilities, key=probabilities.get), probabilities=probabilities,
-                                       face_frames=15, frames=15, voice=True, weights={"face_expression": 0.5, "speech_emotion": 0.5}))  # fmt: skip
-    analysis.verdicts.append(Verdict(user_id=user_id, source="windows", label="happy", confidence=0.4,
-                                     probabilities={label: 0.2 for label in LABELS}, windows=windows))  # fmt: skip
-    analysis.jobs.append(Job(user_id=user_id, state=JobState.DONE, attempts=1, started_at=now, finished_at=now))
-    session.add_all([recording, analysis])
-    session.commit()
-    return analysis.id
 
 
 def _session_cookie(app: Flask, email: str) -> str:
@@ -148,13 +123,7 @@ class Gunicorn:
         raise RuntimeError(f"gunicorn did not answer within 180 s:\n{self.log.read_text()[-2000:]}")
 
     def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:

@@ -3,7 +3,7 @@
 Runs the gateway as it is deployed, each part in its own process: a Triton on the checkout's
 repository (``--triton HOST:PORT`` uses a running one instead), gunicorn (``gunicorn -c
 gateway/gunicorn_conf.py``, 2 sync workers: ``--web-workers``) and one ``emofuse worker`` polling the database
-(``EMOFUSE_JOB_POLL_S``, 1 s by default), both on a fresh SQLite in a temporary folder. For each
+(``EMOFUSE_JOB_POLL_S``, 0.25 s by default), both on a fresh SQLite in a temporary folder. For each
 of ``--jobs`` uploads of the sample video (`emofuse sample`: 12 s, 1280x720, a face and speech),
 over real HTTP with the standard library:
 
@@ -32,6 +32,8 @@ from typing import Any
 
 from _gateway import ROOT, Gunicorn, describe, environment, get_json, load, make_app, median, post_recording, sample_video, seed, triton
 
+from gateway.testing import stop_process
+
 COLUMNS = ("upload s", "claimed s", "first window s", "done s")
 
 
@@ -58,13 +60,7 @@ class Worker:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def follow(url: str, headers: dict[str, str], video: Path, poll_s: float, timeout_s: float) -> dict[str, Any]:

@@ -109,7 +109,7 @@ def _mine(analysis_id: int) -> Analysis:
 
 def _view(analysis: Analysis) -> dict[str, Any]:
     """Everything the result templates show, from the analysis's rows."""
-    document = timeline_document(analysis) if analysis.windows and analysis.status.value != "failed" else None
+    document = timeline_document(analysis) if analysis.window_count and analysis.status.value != "failed" else None
     return {
         "analysis": analysis,
         "status": status_document(analysis),

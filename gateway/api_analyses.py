@@ -18,9 +18,11 @@ Another user's id answers 404, exactly as an id that does not exist.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Blueprint, g, request
+from sqlalchemy.sql.base import ExecutableOption
 from werkzeug.wrappers import Response
 
 from . import current, jobs, records, uploads
@@ -28,7 +30,7 @@ from .api import PREFIX, token_required
 from .db import get_session
 from .errors import ApiError
 from .history import history_page
-from .results import analysis_document, send_result_file, timeline_document
+from .results import DOCUMENT_LOADS, analysis_document, send_result_file, timeline_document
 
 __all__ = ["bp"]
 
@@ -44,8 +46,8 @@ class BadRequest(ApiError):
     code = "bad_request"
 
 
-def _mine(analysis_id: int) -> Any:
-    return records.owned_analysis(get_session(), g.api_user.id, analysis_id)
+def _mine(analysis_id: int, loads: Sequence[ExecutableOption] = ()) -> Any:
+    return records.owned_analysis(get_session(), g.api_user.id, analysis_id, loads)
 
 
 @bp.post("/analyses")
@@ -63,7 +65,7 @@ def index() -> dict[str, Any]:
     if per_page > MAX_PER_PAGE:
         raise BadRequest(f"per_page is {per_page}; ask for at most {MAX_PER_PAGE}.")
     query = request.args.get("q", "").strip()[:200] or None
-    page = history_page(get_session(), g.api_user.id, number, per_page, query=query)
+    page = history_page(get_session(), g.api_user.id, number, per_page, query=query, loads=DOCUMENT_LOADS)
     links = {"self": _page_url(page.number, per_page, query)}
     if page.has_next:
         links["next"] = _page_url(page.number + 1, per_page, query)
@@ -91,7 +93,7 @@ def _page_url(number: int, per_page: int, query: str | None) -> str:
 @bp.get("/analyses/<int:analysis_id>")
 @token_required
 def show(analysis_id: int) -> dict[str, Any]:
-    return analysis_document(_mine(analysis_id))
+    return analysis_document(_mine(analysis_id, DOCUMENT_LOADS))
 
 
 @bp.patch("/analyses/<int:analysis_id>")

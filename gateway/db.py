@@ -23,7 +23,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Flask, current_app, g
-from sqlalchemy import Connection, Engine, create_engine, event, make_url, pool, text
+from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = [
@@ -47,8 +47,9 @@ def make_engine(url: str) -> Engine:
 
     A SQLite file is opened read-write but never created (:func:`upgrade` creates it): a lost
     database file is an error to report, not an empty database to carry on with. Its connections
-    enforce foreign keys (so deletes cascade), wait for a writer instead of failing at once, and
-    are opened per use, as a pooled one would keep a deleted file open and answer from it.
+    enforce foreign keys (so deletes cascade), wait for a writer instead of failing at once, write
+    ahead (WAL) and are pooled: a job's progress write costs a transaction, not opening the file
+    again. A pooled connection whose file was removed or replaced is dropped before it is used.
     """
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
@@ -62,9 +63,10 @@ def make_engine(url: str) -> Engine:
     path = Path(parsed.database).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
     uri = parsed.set(database=f"file:{quote(str(path))}", query={**parsed.query, "mode": "rw", "uri": "true"})
-    engine = create_engine(uri, poolclass=pool.NullPool)
+    engine = create_engine(uri)
     event.listen(engine, "connect", _sqlite_pragmas)
     event.listen(engine, "begin", _sqlite_begin)
+    _drop_when_replaced(engine, path)
     return engine
 
 
@@ -83,8 +85,34 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA foreign_keys = ON")  # off by default in SQLite: no cascades without it
     cursor.execute("PRAGMA busy_timeout = 5000")  # gunicorn workers write in turn
-    cursor.execute("PRAGMA journal_mode = WAL")  # readers go on while one worker writes
+    cursor.execute("PRAGMA journal_mode = WAL")  # readers go on while one worker writes (set in the file, for every process)
+    # With WAL, a commit no longer waits for the disk; the database stays whole through a crash, and
+    # only a power cut may lose the last commits (SQLite's documented trade of this setting).
+    cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.close()
+
+
+def _drop_when_replaced(engine: Engine, path: Path) -> None:
+    """Make ``engine``'s pool drop a connection whose file is no longer at ``path`` (removed, or
+    restored from a backup): it would go on answering from the old file. One ``stat`` a checkout."""
+
+    def opened(_connection: Any, record: Any) -> None:
+        record.info["file"] = _identity(path)
+
+    def checked_out(_connection: Any, record: Any, _proxy: Any) -> None:
+        if _identity(path) != record.info.get("file"):
+            raise exc.DisconnectionError(f"{path} was removed or replaced")  # the pool opens it again, or fails to
+
+    event.listen(engine, "connect", opened)
+    event.listen(engine, "checkout", checked_out)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _sqlite_begin(connection: Connection) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from flask import Blueprint, render_template, request
 from flask_login import current_user, login_required
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.base import ExecutableOption
 
 from .db import get_session
 from .models import Analysis
@@ -51,17 +53,20 @@ class HistoryPage:
         return self.number < self.pages
 
 
-def history_page(session: Session, user_id: int, number: int = 1, size: int = PAGE_SIZE, query: str | None = None) -> HistoryPage:
+def history_page(session: Session, user_id: int, number: int = 1, size: int = PAGE_SIZE, query: str | None = None,
+                 loads: Sequence[ExecutableOption] = ()) -> HistoryPage:  # fmt: skip
     """Page ``number`` of the user's analyses, newest first; a number past the end gives the last page.
 
     ``query`` keeps the analyses whose name holds it, in any case (``%`` and ``_`` match themselves).
+    ``loads``: what the caller reads of each beyond its row, loaded for the whole page at once
+    (:data:`gateway.results.DOCUMENT_LOADS`), not one query an analysis.
     """
     mine = and_(Analysis.user_id == user_id, _name_holds(query)) if query else Analysis.user_id == user_id
     total = session.scalar(select(func.count()).select_from(Analysis).where(mine)) or 0
     number = min(max(1, number), max(1, -(-total // size)))
     analyses = session.scalars(
         select(Analysis).where(mine).order_by(Analysis.created_at.desc(), Analysis.id.desc())
-        .offset((number - 1) * size).limit(size)
+        .offset((number - 1) * size).limit(size).options(*loads)
     ).all()  # fmt: skip
     return HistoryPage(list(analyses), number, size, total)
 

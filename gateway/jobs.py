@@ -22,7 +22,7 @@ an ``emofuse worker`` process, which claims that row the same way. ``emofuse wor
     runner.work(burst=True)                # every claimable job, then return
 
 Settings from the environment (:meth:`JobSettings.from_env`): ``EMOFUSE_JOB_LEASE_S`` (60),
-``EMOFUSE_JOB_ATTEMPTS`` (3), ``EMOFUSE_JOB_RETRY_S`` (15), ``EMOFUSE_JOB_POLL_S`` (1).
+``EMOFUSE_JOB_ATTEMPTS`` (3), ``EMOFUSE_JOB_RETRY_S`` (15), ``EMOFUSE_JOB_POLL_S`` (0.25).
 """
 
 from __future__ import annotations
@@ -99,6 +99,9 @@ STAGES = {
 _TIMELINE_SHARE_WITH_COPY = 0.22
 _TIMELINE_SHARE_ALONE = 0.95
 _WRITE_EVERY_S = 0.5  # progress reaches the database at most twice a second
+# The stages of the window loop: they take turns window by window, so a change among them is no
+# news worth a write of its own; the next throttled write names the busiest one.
+_WINDOW_STAGES = frozenset({"decoding", "faces", "voice", "inference"})
 _TIDY_EVERY_S = 600.0  # how often a worker looks for leftovers of processes that died
 STALE_AFTER_S = 12 * 3600  # an upload's part or a job's folder untouched this long belongs to a dead process
 
@@ -113,7 +116,10 @@ class JobSettings:
     lease_s: float = 60.0  # a dead worker's job waits this long; renewed every third of it while alive
     max_attempts: int = 3  # claims of one job: a recording that kills its worker twice more is given up
     retry_delay_s: float = 15.0  # first wait when Triton cannot answer; doubles each time
-    poll_s: float = 1.0  # how often an idle embedded worker looks for work
+    # How often an idle embedded worker looks for work: an upload waits half of it on average. A look
+    # is two indexed queries (the sweep's, the claim's), about 3 ms of CPU: idle, a worker uses about
+    # 1 % of one core at this rate (0.3 % at 1 s; measured in the README's Gateway benchmarks).
+    poll_s: float = 0.25
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> JobSettings:
@@ -435,14 +441,14 @@ class _Reporter:
         self.share = _TIMELINE_SHARE_WITH_COPY if render else _TIMELINE_SHARE_ALONE
         self.lease: _Lease | None = None
         self.timeline_stored = False
-        self._last = ("decoding", 0.0, 0.0)  # stage, fraction, monotonic time written
-        self._seconds: Mapping[str, float] = {}  # of each stage, at the last report
+        self._written = ("decoding", -math.inf)  # the stage last written, and when (monotonic)
+        self._latest = "decoding"  # the stage last reported, written or held back by the throttle
+        self._seconds: Mapping[str, float] = {}  # of each stage, at the last write
 
     def _busiest(self, seconds: Mapping[str, float]) -> str:
-        """The stage that took most of the time since the last report: decoding, faces, voice or
+        """The stage that took most of the time since the last write: decoding, faces, voice or
         inference. They overlap window by window, so the page names the one the job waits on."""
         grown = {stage: t - self._seconds.get(stage, 0.0) for stage, t in seconds.items()}
-        self._seconds = dict(seconds)
         return max(grown, key=grown.get) if grown else "inference"
 
     def __call__(self, progress: Progress) -> None:
@@ -451,25 +457,34 @@ class _Reporter:
         if self.runner._stopping.is_set() and progress.stage == "windows":
             raise _Interrupted
         if progress.stage == "windows":
-            self.stage(self._busiest(progress.seconds), 0.02 + (self.share - 0.02) * progress.done / max(progress.total, 1))
+            if self.stage(self._busiest(progress.seconds), 0.02 + (self.share - 0.02) * progress.done / max(progress.total, 1)):
+                self._seconds = dict(progress.seconds)
         elif progress.stage == "timeline" and progress.timeline is not None:
             self.store_timeline(progress.timeline)
         elif progress.stage == "video":
             self.stage("rendering", self.share + (0.98 - self.share) * progress.done / max(progress.total, 1e-9))
 
-    def stage(self, stage: str, fraction: float) -> None:
-        last_stage, _, written = self._last
-        if stage == last_stage and time.monotonic() - written < _WRITE_EVERY_S:
-            return
+    def stage(self, stage: str, fraction: float) -> bool:
+        """Write the stage and the fraction done: at once when the job enters another phase
+        (rendering, saving...), else at most every :data:`_WRITE_EVERY_S`. True if written."""
+        self._latest = stage
+        last, written = self._written
+        same_phase = stage == last or {stage, last} <= _WINDOW_STAGES
+        if same_phase and time.monotonic() - written < _WRITE_EVERY_S:
+            return False
         with self.runner.owned(self.job_id) as session:
             session.execute(update(Analysis).where(Analysis.id == self.analysis_id).values(stage=stage, progress=round(fraction, 4)))
-        self._last = (stage, fraction, time.monotonic())
+        self._written = (stage, time.monotonic())
+        return True
 
     def store_timeline(self, timeline: Timeline) -> None:
-        """The windows and the verdict, at once: the page shows them while the copy is written."""
+        """The windows and the verdict, at once (the page shows them while the copy is written),
+        with the stage the throttle may have held back since its last write."""
         with self.runner.owned(self.job_id) as session:
-            _store_timeline(session, session.get(Analysis, self.analysis_id), timeline)
-            session.get(Analysis, self.analysis_id).progress = self.share
+            analysis = session.get(Analysis, self.analysis_id)
+            _store_timeline(session, analysis, timeline)
+            analysis.stage, analysis.progress = self._latest, self.share
+        self._written = (self._latest, time.monotonic())
         self.timeline_stored = True
 
     def finish(self, result: Any) -> None:

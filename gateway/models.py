@@ -38,10 +38,12 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    func,
+    select,
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
 __all__ = [
     "Analysis",
@@ -209,44 +211,6 @@ class Recording(Base):
         return own + [name for analysis in self.analyses for name in (analysis.files or {}).values()]
 
 
-class Analysis(Base):
-    """One judgement of a recording by one mode (face, audio, av, attention, trial)."""
-
-    __tablename__ = "analyses"
-    __table_args__ = (
-        ForeignKeyConstraint(["recording_id", "user_id"], ["recordings.id", "recordings.user_id"], ondelete="CASCADE"),
-        UniqueConstraint("id", "user_id"),
-        Index(None, "user_id", "created_at"),  # the history page: a user's analyses, newest first
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = _owner()
-    recording_id: Mapped[int] = mapped_column(index=True)
-    name: Mapped[str] = mapped_column(String(255))  # the recording's name at first; the user may rename it
-    mode: Mapped[str | None] = mapped_column(String(16))  # None: the richest the recording allows
-    model: Mapped[str | None] = mapped_column(String(64))  # the Triton ensemble that answered
-    trained: Mapped[bool | None]  # False: the model never saw real data, its labels are withheld
-    labels: Mapped[list[str] | None]
-    status: Mapped[AnalysisStatus] = mapped_column(_states(AnalysisStatus, "analysis_status"), default=AnalysisStatus.QUEUED)
-    stage: Mapped[str | None] = mapped_column(String(32))  # decoding, faces, voice, eeg, inference, rendering
-    progress: Mapped[float] = mapped_column(default=0.0)  # 0 to 1
-    error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    started_at: Mapped[datetime | None]
-    finished_at: Mapped[datetime | None]
-    error_code: Mapped[str | None] = mapped_column(String(32))  # why it failed, for programs: no_face, models_unavailable...
-    render: Mapped[bool] = mapped_column(default=True, server_default=true())  # write the annotated copy
-    files: Mapped[dict[str, Any] | None] = mapped_column(default=dict)  # kind (video, image) -> stored name
-    failures: Mapped[dict[str, Any] | None] = mapped_column(default=dict)  # kind -> why that file is missing
-
-    recording: Mapped[Recording] = relationship(back_populates="analyses")
-    windows: Mapped[list[Window]] = relationship(back_populates="analysis", cascade="all, delete-orphan",
-                                                 passive_deletes=True, order_by="Window.index")  # fmt: skip
-    verdicts: Mapped[list[Verdict]] = relationship(back_populates="analysis", cascade="all, delete-orphan",
-                                                   passive_deletes=True)  # fmt: skip
-    jobs: Mapped[list[Job]] = relationship(back_populates="analysis", cascade="all, delete-orphan", passive_deletes=True)
-
-
 def _of_analysis() -> ForeignKeyConstraint:
     return ForeignKeyConstraint(["analysis_id", "user_id"], ["analyses.id", "analyses.user_id"], ondelete="CASCADE")
 
@@ -291,6 +255,49 @@ class Verdict(Base):
     windows: Mapped[int]  # windows it was made from
 
     analysis: Mapped[Analysis] = relationship(back_populates="verdicts")
+
+
+class Analysis(Base):
+    """One judgement of a recording by one mode (face, audio, av, attention, trial)."""
+
+    __tablename__ = "analyses"
+    __table_args__ = (
+        ForeignKeyConstraint(["recording_id", "user_id"], ["recordings.id", "recordings.user_id"], ondelete="CASCADE"),
+        UniqueConstraint("id", "user_id"),
+        Index(None, "user_id", "created_at"),  # the history page: a user's analyses, newest first
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = _owner()
+    recording_id: Mapped[int] = mapped_column(index=True)
+    name: Mapped[str] = mapped_column(String(255))  # the recording's name at first; the user may rename it
+    mode: Mapped[str | None] = mapped_column(String(16))  # None: the richest the recording allows
+    model: Mapped[str | None] = mapped_column(String(64))  # the Triton ensemble that answered
+    trained: Mapped[bool | None]  # False: the model never saw real data, its labels are withheld
+    labels: Mapped[list[str] | None]
+    status: Mapped[AnalysisStatus] = mapped_column(_states(AnalysisStatus, "analysis_status"), default=AnalysisStatus.QUEUED)
+    stage: Mapped[str | None] = mapped_column(String(32))  # decoding, faces, voice, eeg, inference, rendering
+    progress: Mapped[float] = mapped_column(default=0.0)  # 0 to 1
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    error_code: Mapped[str | None] = mapped_column(String(32))  # why it failed, for programs: no_face, models_unavailable...
+    render: Mapped[bool] = mapped_column(default=True, server_default=true())  # write the annotated copy
+    files: Mapped[dict[str, Any] | None] = mapped_column(default=dict)  # kind (video, image) -> stored name
+    failures: Mapped[dict[str, Any] | None] = mapped_column(default=dict)  # kind -> why that file is missing
+    # Counted by the database with the row: a poll or a list needs how many windows there are, not
+    # the windows (500 for 30 minutes), and a page of analyses then costs one query, not one each.
+    window_count: Mapped[int] = column_property(
+        select(func.count(Window.id)).where(Window.analysis_id == id).correlate_except(Window).scalar_subquery()
+    )
+
+    recording: Mapped[Recording] = relationship(back_populates="analyses")
+    windows: Mapped[list[Window]] = relationship(back_populates="analysis", cascade="all, delete-orphan",
+                                                 passive_deletes=True, order_by="Window.index")  # fmt: skip
+    verdicts: Mapped[list[Verdict]] = relationship(back_populates="analysis", cascade="all, delete-orphan",
+                                                   passive_deletes=True)  # fmt: skip
+    jobs: Mapped[list[Job]] = relationship(back_populates="analysis", cascade="all, delete-orphan", passive_deletes=True)
 
 
 class Job(Base):

@@ -9,8 +9,11 @@ the same message, as an id that does not exist, so no answer tells the two apart
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.base import ExecutableOption
 
 from . import jobs
 from .errors import ApiError, NotFound
@@ -39,8 +42,9 @@ class NothingToCompare(ApiError):
     code = "nothing_to_compare"
 
 
-def owned_analysis(session: Session, user_id: int, analysis_id: int) -> Analysis:
-    found = session.scalar(select(Analysis).where(Analysis.id == analysis_id, Analysis.user_id == user_id))
+def owned_analysis(session: Session, user_id: int, analysis_id: int, loads: Sequence[ExecutableOption] = ()) -> Analysis:
+    """``loads``: what the caller reads beyond the row, loaded with it (:data:`gateway.results.DOCUMENT_LOADS`)."""
+    found = session.scalar(select(Analysis).where(Analysis.id == analysis_id, Analysis.user_id == user_id).options(*loads))
     if found is None:
         raise NotFound(f"There is no analysis {analysis_id}.")
     return found

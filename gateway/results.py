@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from flask import Response, send_file, url_for
+from sqlalchemy.orm import joinedload, selectinload
 from werkzeug.exceptions import NotFound as _HttpNotFound
 
 from . import current
@@ -23,6 +24,7 @@ from .jobs import STAGES
 from .models import Analysis, AnalysisStatus, Window
 
 __all__ = [
+    "DOCUMENT_LOADS",
     "FILE_KINDS",
     "MODEL_NAMES",
     "NotReady",
@@ -54,6 +56,10 @@ FILE_KINDS = {
     "plot": ("image/png", ".probabilities.png"),
     "recording": (None, ""),  # the upload itself, for the page's player of a sound file
 }
+
+#: What :func:`analysis_document` reads beyond the analysis's row, for a query's ``options``: a
+#: list of them then costs two queries in all (the window count comes with the row).
+DOCUMENT_LOADS = (joinedload(Analysis.recording), selectinload(Analysis.verdicts))
 
 _CAPTIONS = {"no_face": "no face", "no_voice": "no voice", "no_face_or_voice": "no face or voice", "untrained": "untrained model"}
 _ALONE = {"face_expression": "face only", "speech_emotion": "voice only"}
@@ -117,7 +123,7 @@ def verdict_document(analysis: Analysis) -> dict[str, Any] | None:
 def status_document(analysis: Analysis) -> dict[str, Any]:
     """What a progress poll needs: status, stage, percentage, and whether the timeline and the copy exist."""
     files = analysis.files or {}
-    ready = bool(analysis.windows)
+    ready = analysis.window_count > 0
     return {
         "id": analysis.id,
         "status": analysis.status.value,
@@ -151,7 +157,7 @@ def analysis_document(analysis: Analysis) -> dict[str, Any]:
         "finished_at": analysis.finished_at.isoformat() if analysis.finished_at else None,
         "recording": {"id": recording.id, "name": recording.name, "kind": recording.kind, "media_type": recording.media_type,
                       "size_bytes": recording.size_bytes, "duration_s": recording.duration_s, "has_audio": recording.has_audio},  # fmt: skip
-        "windows": len(analysis.windows),
+        "windows": analysis.window_count,
         "verdict": verdict_document(analysis),
         "failures": analysis.failures or {},
         "files": files,
@@ -162,7 +168,7 @@ def analysis_document(analysis: Analysis) -> dict[str, Any]:
 def available_files(analysis: Analysis) -> list[str]:
     """The kinds of file that can be fetched now."""
     kinds = [kind for kind in ("video", "image") if kind in (analysis.files or {})]
-    if analysis.windows:
+    if analysis.window_count:
         kinds += ["json", "csv"] + (["plot"] if analysis.recording.kind in ("video", "audio") else [])
     return kinds
 
@@ -179,7 +185,7 @@ def timeline_document(analysis: Analysis) -> dict[str, Any]:
     """
     if analysis.status == AnalysisStatus.FAILED:
         raise Failed(analysis)
-    if not analysis.windows:
+    if not analysis.window_count:
         raise NotReady(f"The timeline is not ready yet: the analysis is {_doing(analysis)}.")
     return {
         "analysis": analysis.id,

@@ -30,7 +30,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 __all__ = ["LoopbackServer", "PostgresServer", "PostgresUnavailable", "ServerUnavailable", "csrf_token", "free_port", "sign_in",
-           "sign_up"]
+           "sign_up", "stop_process"]
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -62,6 +62,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, timeout_s: float = 60.0) -> None:
+    """SIGTERM ``process`` if it still runs, as an operator stops a server (it finishes what it
+    holds); SIGKILL once it has not exited within ``timeout_s``, so that no test leaves it behind."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 class ServerUnavailable(RuntimeError):

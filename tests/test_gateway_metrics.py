@@ -30,7 +30,7 @@ from gateway.config import Config
 from gateway.db import engine_of
 from gateway.metrics import TRITON_SECONDS, count_failure
 from gateway.models import Analysis, AnalysisStatus, Job, JobState, Recording, User, utcnow
-from gateway.testing import free_port
+from gateway.testing import free_port, stop_process
 from gateway.testing_flow import RedisServer, gateway_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,13 +189,7 @@ class Gunicorn:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, func, insert, inspect, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, event, func, insert, inspect, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from gateway import create_app
@@ -108,6 +108,28 @@ def test_upgrading_twice_changes_nothing(engine: Engine, session: Session) -> No
     create_user(session, "kept@example.org", PASSWORD)
     upgrade(engine)
     assert session.scalar(select(func.count()).select_from(User)) == 1
+
+
+def test_sqlite_connections_are_pooled_write_ahead_and_dropped_with_their_file(tmp_path: Path) -> None:
+    """Writes reuse a pooled connection (a job writes its progress on one); once the file is gone,
+    no pooled connection answers from it."""
+    file = tmp_path / "db" / "emofuse.sqlite"
+    engine = make_engine(f"sqlite:///{file}")
+    upgrade(engine)
+    opened: list[object] = []
+    event.listen(engine, "connect", lambda connection, _record: opened.append(connection))
+    for number in range(3):
+        with Session(engine) as session:
+            create_user(session, f"writer{number}@example.org", PASSWORD)  # commits
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL: a commit does not wait for the disk
+    assert opened == []  # the connection the migrations used, every time
+    for leftover in file.parent.glob("emofuse.sqlite*"):
+        leftover.unlink()  # the database, its WAL and its shared memory, as when the volume is lost
+    with pytest.raises(OperationalError), engine.connect():
+        pass
+    engine.dispose()
 
 
 # Ownership
