@@ -31,8 +31,12 @@ ROW = re.compile(r"^\s*(\d+)\s+(\d+:\d\d\.\d)\s+(\d+:\d\d\.\d)\s+(\S+)\s+(\S+(?:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, triton: Any) -> Iterator[dict[str, Any]]:
-    """The gateway on a free port, its job runner working, and a user's token."""
+def server(tmp_path_factory: pytest.TempPathFactory, triton: Any, video: Path) -> Iterator[dict[str, Any]]:
+    """The gateway on a free port, its job runner working, and a user's token.
+
+    It takes ``video`` so that the video (espeak-ng, a subprocess) is made before the server's
+    threads start: twice in full runs, a fork beside them left the fixture's Popen waiting forever.
+    """
     app = create_app(Config.from_env({"EMOFUSE_DATA_DIR": str(tmp_path_factory.mktemp("client-data"))}))
     _, headers = api_user(app, "client@example.org")
     http = make_server("127.0.0.1", free_port(), app, threaded=True)
