@@ -52,3 +52,25 @@ def test_the_trained_model_loads_for_export_with_flip_averaging(trained) -> None
     crops = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
     mirrored = model(crops.flip(-1))
     assert torch.allclose(model(crops), mirrored, atol=1e-4), "flip averaging: a face and its mirror get the same answer"
+
+
+def test_a_face_vgg_checkpoint_loads_for_export_and_averages_mirrors(tmp_path: Path) -> None:
+    """`--start scratch` writes a FaceVGG; it loads as export loads face models, flip-averaged."""
+    from dataclasses import asdict
+
+    from models.card import ModelCard
+    from models.emotions import FER2013 as LABELS
+    from models.face_vgg import FaceVGG, FaceVGGConfig
+
+    torch.manual_seed(0)
+    net = FaceVGG(FaceVGGConfig())
+    torch.save({"architecture": "face_vgg", "state_dict": net.state_dict(), "config": asdict(net.config), "labels": list(LABELS)},
+               tmp_path / "face.pt")  # fmt: skip
+    ModelCard(name="face_expression", task="t", labels=list(LABELS), inputs={}, preprocessing={}, weights="none", source="s",
+              data="d", licence="l").save(tmp_path / "face.card.json")  # fmt: skip
+    model, _ = load_face_checkpoint(tmp_path)
+    assert isinstance(model, FaceVGG) and model.config.flip_average and not model.training
+    crops = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
+    logits = model(crops)
+    assert logits.shape == (3, len(LABELS)) and torch.allclose(logits, model(crops.flip(-1)), atol=1e-4)
+    assert not torch.allclose(logits[0], logits[1]), "different faces, different answers"
