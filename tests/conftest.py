@@ -11,6 +11,7 @@ saying why, where it is absent).
 from __future__ import annotations
 
 import csv
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,11 @@ import scipy.io
 
 from preprocessing.synthesis import SampleSpec, write_sample_video
 from training.synthetic_eeg import SyntheticEEGSpec, synthetic_trial_eeg
+
+# A shell starts background jobs (`pytest &`) with Ctrl-C ignored, and every child would inherit
+# that: the Ctrl-C tests' batches would run to the end. The tests' children get the default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 if TYPE_CHECKING:
     from flask import Flask
