@@ -9,6 +9,9 @@ and how often the port's top label stays the same when the box is shifted by 2-4
 least the second: a model that disagrees more than that has learnt something other than the port.
 
     python benchmarks/face_agreement.py [--face DIR] [--videos 3]
+
+Without ``--face`` it measures the face model served by default: a trained checkpoint in
+``models/weights/face`` where one ships, otherwise the port with test-time flip averaging.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.build import FACE_WEIGHTS
+from export.build import Checkpoints
 from models.face_expression import load_face_checkpoint, load_fer_mini_xception
 from preprocessing.faces import CropSpec, FaceBox, FaceDetector, crop_face
 from preprocessing.recording import VideoFrame, decode, probe
@@ -53,6 +56,15 @@ def crops(path: Path, detector: FaceDetector, every: int = 4) -> tuple[np.ndarra
     return np.stack(base), [np.stack(m) for m in moved]
 
 
+def served_face(directory: Path | None) -> torch.nn.Module:
+    """The checkpoint in ``directory``; None: the port with flip averaging, as export serves it."""
+    if directory is not None:
+        return load_face_checkpoint(directory)[0].eval()
+    model = load_fer_mini_xception().eval()
+    model.config = replace(model.config, flip_average=True)
+    return model
+
+
 def labels(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return model(torch.from_numpy(x)).argmax(1).numpy()
@@ -60,10 +72,10 @@ def labels(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--face", type=Path, default=FACE_WEIGHTS, help="the trained face model (default: %(default)s)")
+    p.add_argument("--face", type=Path, default=Checkpoints().face, help="a trained face model (default: the one served)")
     p.add_argument("--videos", type=int, default=3)
     a = p.parse_args()
-    port, (trained, _) = load_fer_mini_xception().eval(), load_face_checkpoint(a.face)
+    port, trained = load_fer_mini_xception().eval(), served_face(a.face)
     detector = FaceDetector()
     specs = [SampleSpec(duration_s=6.0, width=960, height=540, face_height=h, noise=n, audio=None)
              for h, n in ((220, 0.0), (160, 4.0), (300, 8.0), (120, 2.0))][: a.videos]  # fmt: skip

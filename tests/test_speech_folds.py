@@ -19,6 +19,7 @@ import pytest
 
 from models.speech import SpeechEnsemble, load_speech
 from training import speech, speech_folds
+from training.conditions import CONDITIONS
 from training.ravdess import read_clips
 from training.speech_folds import actor_folds
 
@@ -78,7 +79,8 @@ def short_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dic
     out = tmp_path_factory.mktemp("folds")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        argv = ["--data", str(REAL_DATA), "--out", str(out), "--folds", "3", "--max-clips", str(CLIPS), "--epochs", "2", "--ensemble"]
+        argv = ["--data", str(REAL_DATA), "--out", str(out), "--folds", "3", "--max-clips", str(CLIPS), "--epochs", "2", "--ensemble",
+                "--jobs", "2"]  # fmt: skip
         assert speech_folds.main(argv) == 0
     return out, json.loads((out / "speech_folds.json").read_text()), json.loads(printed.getvalue().splitlines()[-1])
 
@@ -99,7 +101,32 @@ def test_a_short_run_reports_every_actor_on_folds_that_never_heard_them(short_ru
     assert r["accuracy"]["mean"] == pytest.approx(sum(accuracies) / 3, abs=1e-4)
     assert r["accuracy"]["min"] == min(accuracies) and r["accuracy"]["std"] >= 0 and 0 < r["macro_f1"]["mean"] <= 1
     assert line["pooled_accuracy"] == r["pooled"]["accuracy"] and line["accuracy_std"] == r["accuracy"]["std"]
-    assert r["seconds"] > 0 and r["config"]["train"]["epochs"] == 2
+    assert r["seconds"] > 0 and r["config"]["train"]["epochs"] == 2 and r["config"]["jobs"] == 2
+
+
+@needs_real_data
+def test_a_short_run_measures_every_recording_condition(short_run: tuple[Path, dict, dict]) -> None:
+    r, line = short_run[1], short_run[2]
+    names = [c.name for c in CONDITIONS]
+    assert list(r["conditions"]) == names == list(line["conditions"])
+    assert r["conditions"]["clean"] == r["pooled"]["accuracy"], "clean is the undegraded test set"
+    for name in names:
+        pooled = sum(f["conditions"][name] * f["clips"]["test"] for f in r["folds"]) / r["pooled"]["n"]
+        assert r["conditions"][name] == pytest.approx(pooled, abs=1e-4) and 0 <= r["conditions"][name] <= 1
+
+
+@needs_real_data
+def test_folds_run_side_by_side_give_what_they_give_one_after_another(tmp_path: Path) -> None:
+    def run(jobs: int) -> dict:
+        out = tmp_path / f"jobs{jobs}"
+        with contextlib.redirect_stdout(io.StringIO()):
+            argv = ["--data", str(REAL_DATA), "--out", str(out), "--folds", "2", "--max-clips", "120", "--epochs", "1", "--jobs", str(jobs)]
+            assert speech_folds.main(argv) == 0
+        return json.loads((out / "speech_folds.json").read_text())
+
+    one, two = run(1), run(2)
+    for key in ("accuracy", "macro_f1", "pooled", "per_actor", "conditions"):
+        assert one[key] == two[key], key
 
 
 @needs_real_data

@@ -27,7 +27,9 @@ Augmentation
 - speed perturbation: each training clip is resampled by a random factor in [1 - s, 1 + s], which
   changes tempo and pitch together (Ko et al. 2015, "Audio augmentation for speech recognition");
 - SpecAugment masks of mel bands and frames (Park et al. 2019), filled with the window's mean;
-- mixup of examples and their one-hot targets (Zhang et al. 2018).
+- mixup of examples and their one-hot targets (Zhang et al. 2018);
+- real recording conditions (:mod:`training.conditions`): each window at a random level (-30 to
+  0 dB, stored as 16-bit PCM), and some in a room, in background noise or through a telephone band.
 
 After every epoch the batch-norm statistics are re-estimated on clean training windows
 (:func:`recalibrate_batch_norm`) before validation, so that the model kept is the one serving runs.
@@ -59,16 +61,19 @@ import torch.nn.functional as F
 from models.card import ModelCard
 from models.parameters import count_parameters
 from models.speech import SPEECH_WEIGHTS, MfccMLPConfig, SpeechCNNConfig, SpeechEnsemble, build, load_speech, speech_card
-from preprocessing.audio_features import LogMelSpec, MfccSpec, cut_window, log_mel, mfcc, window_offsets
+from preprocessing.audio_features import SAMPLE_RATE, LogMelSpec, MfccSpec, cut_window, log_mel, mfcc, window_offsets
 from training.loop import Epoch, FitConfig, Score, TrainBatch, best_epoch, predict_proba
 from training.loop import fit as fit_loop
 from training.metrics import format_confusion, per_group, report
+from training.conditions import RealRecordings, degrade
 from training.ravdess import EMOTIONS_8, LICENCE, Clip, derive_split, load_audio, read_clips
 from training.report import write_report
 
-__all__ = ["Augment", "TrainConfig", "evaluate", "fit", "main", "mixup", "recalibrate_batch_norm", "train"]
+__all__ = ["STUDIO", "Augment", "TrainConfig", "evaluate", "fit", "main", "mixup", "recalibrate_batch_norm", "train"]
 
 log = logging.getLogger("training.speech")
+
+STUDIO = RealRecordings(reverb_prob=0.0, noise_prob=0.0, telephone_prob=0.0, gain_db=(0.0, 0.0))  # no recording conditions
 
 
 @dataclass
@@ -81,6 +86,7 @@ class Augment:
     time_masks: int = 2  # SpecAugment: masks of up to time_mask_width frames (23 ms each)
     time_mask_width: int = 20
     mixup_alpha: float = 0.2  # mix pairs with Beta(alpha, alpha) weights; 0 disables
+    recordings: RealRecordings = field(default_factory=RealRecordings)  # level, room, noise, telephone
 
 
 @dataclass
@@ -206,13 +212,16 @@ def mixup(x: torch.Tensor, target: torch.Tensor, alpha: float, rng: np.random.Ge
 def _training_batches(kind: str, train_audio: Sequence[np.ndarray], cfg: TrainConfig, aug: Augment | None,
                       gen: torch.Generator) -> TrainBatch:  # fmt: skip
     """The loop's :data:`~training.loop.TrainBatch` over clip indices: a fresh window per clip
-    (at a random speed), its features, then SpecAugment masks and mixup; targets one-hot."""
+    (at a random speed, under random recording conditions), its features, then SpecAugment masks
+    and mixup; targets one-hot."""
 
     def train_batch(
         arrays: Sequence[np.ndarray], labels: torch.Tensor, rng: np.random.Generator
     ) -> tuple[tuple[torch.Tensor], torch.Tensor]:
         (clips,) = arrays
         windows = random_windows([train_audio[i] for i in clips], rng, aug.speed if aug else 0.0)
+        if aug is not None and aug.recordings.enabled:
+            windows = degrade(windows, aug.recordings, SAMPLE_RATE, rng)
         x = torch.from_numpy(features(kind, windows, cfg))
         target = F.one_hot(labels, len(EMOTIONS_8)).float()
         if aug is not None:
@@ -463,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--widths", type=_widths, default=d.cnn.widths, help="CNN block widths, comma-separated")
     p.add_argument("--speed", type=float, default=d.augment.speed, help="speed perturbation range; 0 disables")
     p.add_argument("--mixup", type=float, default=d.augment.mixup_alpha, help="mixup alpha; 0 disables")
+    p.add_argument("--studio-only", action="store_true", help="train without the real recording conditions (level, room, noise, telephone)")
     p.add_argument("--baseline-epochs", type=int, default=d.baseline_epochs)
     p.add_argument("--no-baseline", action="store_true", help="skip the MFCC-statistics MLP baseline")
     p.add_argument("--max-clips", type=int, default=None, help="use only this many clips (smoke tests)")
@@ -477,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--out is required (or --measure-groups DIR)")
     cfg = TrainConfig(
         seeds=a.seeds, epochs=a.epochs, patience=a.patience, lr=a.lr, batch_size=a.batch_size,
-        augment=Augment(speed=a.speed, mixup_alpha=a.mixup), cnn=SpeechCNNConfig(widths=a.widths),
+        augment=Augment(speed=a.speed, mixup_alpha=a.mixup, recordings=STUDIO if a.studio_only else RealRecordings()), cnn=SpeechCNNConfig(widths=a.widths),
         baseline=not a.no_baseline, baseline_epochs=a.baseline_epochs, max_clips=a.max_clips, threads=a.threads,
     )  # fmt: skip
     m = train(a.data, a.out, cfg).metrics

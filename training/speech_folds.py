@@ -37,9 +37,11 @@ import argparse
 import json
 import logging
 import math
+import multiprocessing
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from itertools import zip_longest
 from pathlib import Path
@@ -49,10 +51,12 @@ import torch
 
 from models.parameters import count_parameters
 from models.speech import SpeechEnsemble, speech_card
+from preprocessing.audio_features import SAMPLE_RATE
+from training.conditions import CONDITIONS
 from training.loop import best_epoch, predict_proba
 from training.metrics import per_group, report
 from training.ravdess import EMOTIONS_8, LICENCE, Clip, load_audio, read_clips
-from training.speech import TrainConfig, _select, evaluate, even_windows, features, fit
+from training.speech import STUDIO, TrainConfig, _select, evaluate, even_windows, features, fit
 from training.trials import SubjectSplit
 
 __all__ = ["FoldsConfig", "actor_folds", "cross_validate", "main", "save_ensemble", "summarise"]
@@ -69,10 +73,12 @@ class FoldsConfig:
     folds: int = 5
     val_actors: int = 3  # training actors of each fold whose clips choose its epoch (both sexes)
     ensemble: bool = False  # also save the fold models as one SpeechEnsemble (OUT/speech.pt, card)
+    jobs: int = 1  # folds trained at once, each in a process of its own (one torch thread each)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(seeds=(0,), baseline=False))  # one CNN per fold, no MLP
 
     def to_dict(self) -> dict:
-        return {"folds": self.folds, "val_actors": self.val_actors, "ensemble": self.ensemble, "train": self.train.to_dict()}
+        return {"folds": self.folds, "val_actors": self.val_actors, "ensemble": self.ensemble, "jobs": self.jobs,
+                "train": self.train.to_dict()}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,6 +142,19 @@ def _predicted(model: torch.nn.Module, x: np.ndarray, n_crops: int) -> np.ndarra
     return predict_proba(model, (x,)).reshape(len(x) // n_crops, n_crops, -1).mean(axis=1).argmax(1)
 
 
+def _under_conditions(model: torch.nn.Module, audio: Sequence[np.ndarray], truth: np.ndarray, cfg: TrainConfig,
+                      seed: int, chunk: int = 64) -> dict[str, float]:  # fmt: skip
+    """Accuracy on clips (``audio``, labels ``truth``) under each of :data:`training.conditions.CONDITIONS`,
+    ``cfg.eval_crops`` windows averaged; ``chunk`` clips at a time, to keep memory small."""
+    out = {}
+    for condition in CONDITIONS:
+        predicted = np.concatenate([_predicted(model, features("cnn", condition.apply(even_windows(audio[i : i + chunk], cfg.eval_crops),
+                                                                                         SAMPLE_RATE, seed + i), cfg), cfg.eval_crops)
+                                    for i in range(0, len(audio), chunk)])  # fmt: skip
+        out[condition.name] = round(float(np.mean(predicted == truth)), 4)
+    return out
+
+
 def _groups(truth: np.ndarray, predicted: np.ndarray, actors: Sequence[int]) -> dict[str, dict[str, float]]:
     """Accuracy per actor and per sex of clips (n,) spoken by ``actors`` (n,)."""
     return {"per_actor": per_group(truth, predicted, [_actor_group(a) for a in actors]),
@@ -170,13 +189,46 @@ def _fold(k: int, split: SubjectSplit, clips: list[Clip], audio: list[np.ndarray
     model = members[0] if len(members) == 1 else SpeechEnsemble(members)
     test = evaluate(model, x["test"], y["test"], cfg.eval_crops)
     predicted = _predicted(model, x["test"], cfg.eval_crops)
+    conditions = _under_conditions(model, [audio[i] for i in idx["test"]], y["test"], cfg, seed=1000 * k)
     figures = {
         "fold": k, "actors": split.to_dict(), "clips": {name: len(ix) for name, ix in idx.items()},
         "accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "single_window_accuracy": test["single_window"]["accuracy"],
         **_groups(y["test"], predicted, [clips[i].actor for i in idx["test"]]),
-        "report": test, "members": runs, "seconds": round(time.perf_counter() - t0, 1),
+        "conditions": conditions, "report": test, "members": runs, "seconds": round(time.perf_counter() - t0, 1),
     }  # fmt: skip
     return figures, members, predicted
+
+
+# Folds in worker processes read the clips from here: a forked child shares its parent's memory,
+# where passing them with each fold would copy some 350 MB of audio per fold.
+_SHARED: tuple[list[Clip], list[np.ndarray], TrainConfig] | None = None
+
+
+def _fold_in_worker(k: int, split: SubjectSplit) -> tuple[int, tuple[dict, list[torch.nn.Module], np.ndarray]]:
+    clips, audio, cfg = _SHARED
+    torch.set_num_threads(cfg.threads)
+    return k, _fold(k, split, clips, audio, cfg)
+
+
+def _folds_run(splits: list[SubjectSplit], clips: list[Clip], audio: list[np.ndarray], cfg: FoldsConfig):
+    """Each fold's ``(k, (figures, members, predicted))``, in the order they finish: one after
+    another, or ``cfg.jobs`` at a time in forked processes (same seeds, so the same figures)."""
+    if cfg.jobs <= 1:
+        for k, split in enumerate(splits, start=1):
+            log.info("fold %d/%d: test %s, validation %s, train %s", k, cfg.folds, split.test, split.val, split.train)
+            yield k, _fold(k, split, clips, audio, cfg.train)
+        return
+    global _SHARED
+    _SHARED = (clips, audio, cfg.train)
+    try:
+        with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            for k, split in enumerate(splits, start=1):
+                log.info("fold %d/%d queued: test %s, validation %s, train %s", k, cfg.folds, split.test, split.val, split.train)
+            futures = [pool.submit(_fold_in_worker, k, split) for k, split in enumerate(splits, start=1)]
+            for future in as_completed(futures):
+                yield future.result()
+    finally:
+        _SHARED = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,6 +253,8 @@ def summarise(folds: list[dict], truth: np.ndarray, predicted: np.ndarray, actor
     """
     pooled = report(truth, predicted, EMOTIONS_8)
     windows = sum(f["report"]["single_window"]["accuracy"] * f["clips"]["test"] for f in folds) / max(1, len(truth))
+    conditions = {c.name: round(sum(f["conditions"][c.name] * f["clips"]["test"] for f in folds) / max(1, len(truth)), 4)
+                  for c in CONDITIONS}  # fmt: skip
     return {
         "accuracy": _spread([f["accuracy"] for f in folds]),
         "macro_f1": _spread([f["macro_f1"] for f in folds]),
@@ -208,6 +262,9 @@ def summarise(folds: list[dict], truth: np.ndarray, predicted: np.ndarray, actor
         "pooled": {**pooled, "single_window_accuracy": round(windows, 4),
                    "what": "every tested clip of every fold together, each classified by the fold that never heard its actor"},
         **_groups(truth, predicted, actors.tolist()),
+        "conditions": conditions,
+        "conditions_what": "pooled accuracy of the test clips degraded by each condition (training.conditions.CONDITIONS), "
+                           "each fold's CNN on its own test actors",
         "chance_accuracy": round(1 / len(EMOTIONS_8), 4),
     }  # fmt: skip
 
@@ -219,7 +276,7 @@ def _write(out: Path, result: dict) -> None:
 
 def _estimate(first: dict, cfg: FoldsConfig) -> None:
     """Log how long the whole run takes at the first fold's pace, and at most (no early stopping)."""
-    secs = first["seconds"]
+    secs = first["seconds"] * math.ceil(cfg.folds / max(1, cfg.jobs)) / cfg.folds  # per fold, run ``jobs`` at a time
     epochs = max(1, np.mean([m["epochs_run"] for m in first["members"]]))
     log.info("fold 1 took %.0f s: all %d folds take about %.0f min at that pace, at most %.0f min if no fold stops early",
              secs, cfg.folds, secs * cfg.folds / 60, secs * cfg.folds * cfg.train.epochs / epochs / 60)  # fmt: skip
@@ -255,24 +312,22 @@ def cross_validate(data: str | Path, out: str | Path, cfg: FoldsConfig | None = 
     labels = np.array([c.label for c in clips], np.int64)
     base = {"what": f"actor-wise {cfg.folds}-fold cross-validation of the speech CNN (training.speech_folds)", "data": _data(clips),
             "config": cfg.to_dict(), "threads": cfg.train.threads, "torch": torch.__version__}  # fmt: skip
-    folds, members, tested, predicted = [], [], [], []
-    for k, split in enumerate(splits, start=1):
-        log.info("fold %d/%d: test %s, validation %s, train %s", k, cfg.folds, split.test, split.val, split.train)
-        figures, models, pred = _fold(k, split, clips, audio, cfg.train)
-        folds.append(figures)
-        members += models
-        tested.append(split.indices(actors)["test"])
-        predicted.append(pred)
-        log.info("fold %d/%d: accuracy %.3f, macro-F1 %.3f on actors %s (%s) in %.0f s", k, cfg.folds, figures["accuracy"],
-                 figures["macro_f1"], list(split.test), ", ".join(f"{s} {a:.3f}" for s, a in figures["per_sex"].items()),
-                 figures["seconds"])  # fmt: skip
-        if k == 1:
+    done: dict[int, tuple[dict, list[torch.nn.Module], np.ndarray]] = {}
+    for k, fold in _folds_run(splits, clips, audio, cfg):
+        figures = fold[0]
+        done[k] = fold
+        log.info("fold %d/%d: accuracy %.3f, macro-F1 %.3f on actors %s (%s) in %.0f s (%d of %d folds done)", k, cfg.folds,
+                 figures["accuracy"], figures["macro_f1"], figures["actors"]["test"],
+                 ", ".join(f"{s} {a:.3f}" for s, a in figures["per_sex"].items()), figures["seconds"], len(done), cfg.folds)  # fmt: skip
+        if len(done) == 1:
             _estimate(figures, cfg)
-        done = np.concatenate(tested)
-        result = {**base, "complete": k == len(splits), "folds": folds,
-                  **summarise(folds, labels[done], np.concatenate(predicted), actors[done]),
+        ks = sorted(done)
+        tested = np.concatenate([splits[j - 1].indices(actors)["test"] for j in ks])
+        result = {**base, "complete": len(done) == len(splits), "folds": [done[j][0] for j in ks],
+                  **summarise([done[j][0] for j in ks], labels[tested], np.concatenate([done[j][2] for j in ks]), actors[tested]),
                   "seconds": round(time.perf_counter() - t_start, 1)}  # fmt: skip
         _write(out, result)
+    members = [m for k in sorted(done) for m in done[k][1]]
     if cfg.ensemble:
         save_ensemble(out, members, result, clips, cfg)
     log.info("wrote %s in %.0f s", out / RESULTS, time.perf_counter() - t_start)
@@ -339,14 +394,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patience", type=int, default=d.train.patience)
     p.add_argument("--max-clips", type=int, default=None, help="use only this many clips, evenly spread (smoke tests)")
     p.add_argument("--threads", type=int, default=d.train.threads)
+    p.add_argument("--jobs", type=int, default=d.jobs, help="folds trained at once, one process and thread each")
+    p.add_argument("--studio-only", action="store_true", help="train without the real recording conditions (level, room, noise, telephone)")
     p.add_argument("--ensemble", action="store_true", help="also save the fold models as one servable ensemble")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    train = replace(d.train, seeds=a.seeds, epochs=a.epochs, patience=a.patience, max_clips=a.max_clips, threads=a.threads)
-    r = cross_validate(a.data, a.out, FoldsConfig(folds=a.folds, val_actors=a.val_actors, ensemble=a.ensemble, train=train))
+    augment = replace(d.train.augment, recordings=STUDIO) if a.studio_only else d.train.augment
+    train = replace(d.train, seeds=a.seeds, epochs=a.epochs, patience=a.patience, max_clips=a.max_clips, threads=a.threads,
+                    augment=augment)  # fmt: skip
+    folds = FoldsConfig(folds=a.folds, val_actors=a.val_actors, ensemble=a.ensemble, jobs=a.jobs, train=train)
+    r = cross_validate(a.data, a.out, folds)
     print(json.dumps({"folds": a.folds, "accuracy_mean": r["accuracy"]["mean"], "accuracy_std": r["accuracy"]["std"],
                       "macro_f1_mean": r["macro_f1"]["mean"], "macro_f1_std": r["macro_f1"]["std"],
-                      "pooled_accuracy": r["pooled"]["accuracy"], "per_sex": r["per_sex"],
+                      "pooled_accuracy": r["pooled"]["accuracy"], "per_sex": r["per_sex"], "conditions": r["conditions"],
                       "chance_accuracy": r["chance_accuracy"], "seconds": r["seconds"]}))  # fmt: skip
     return 0
 
