@@ -22,7 +22,8 @@ taken. It is rewritten after every fold (``complete`` false until the last), so 
 keeps what it measured. One line of JSON is printed at the end.
 
 With ``--ensemble`` the fold models are saved together as one :class:`models.speech.SpeechEnsemble`
-(``OUT/speech.pt`` and ``OUT/speech.card.json``, as :func:`training.speech.train` writes them), which
+(``OUT/speech.pt``, ``OUT/speech.card.json`` and the pooled test report, as :func:`training.speech.train`
+writes them), which
 ``emofuse repo build --speech OUT`` serves. Its card's figures are those of each member on its own
 held-out actors: every actor trained some member, so no actor is left that the ensemble never heard.
 
@@ -56,6 +57,7 @@ from training.conditions import CONDITIONS
 from training.loop import best_epoch, predict_proba
 from training.metrics import per_group, report
 from training.ravdess import EMOTIONS_8, LICENCE, Clip, load_audio, read_clips
+from training.report import write_report
 from training.speech import STUDIO, TrainConfig, _select, evaluate, even_windows, features, fit
 from training.trials import SubjectSplit
 
@@ -361,6 +363,8 @@ def save_ensemble(out: Path, members: list[torch.nn.Module], result: dict, clips
                                        "what": f"each of those {tc.eval_crops} windows alone, as serving sees them"}},
             "groups": {"per_actor": result["per_actor"], "per_sex": result["per_sex"]},
             "groups_what": f"{held_out}; every actor tested once",
+            "conditions": result["conditions"],
+            "conditions_what": f"accuracy of {held_out}, the test clips degraded by each recording condition (training.conditions)",
             "chance_accuracy": result["chance_accuracy"],
             "cross_validation": {k: result[k] for k in ("accuracy", "macro_f1", "spread_what")},
             "training": {"folds": [{k: f[k] for k in ("fold", "actors", "accuracy", "macro_f1", "members")}
@@ -372,6 +376,7 @@ def save_ensemble(out: Path, members: list[torch.nn.Module], result: dict, clips
     card.limits.append("Every RAVDESS actor here trained some of its members: its figures are those of each member on "
                        "the actors it never heard, and the ensemble itself has not been measured on an unheard voice.")  # fmt: skip
     card.save(out / "speech.card.json")
+    write_report(card.metrics["test"], out, "speech")
 
 
 def _ints(text: str) -> tuple[int, ...]:
