@@ -3,7 +3,8 @@
 The folds are checked on RAVDESS's actor numbers alone; one short real run reads the RAVDESS
 speech folder (``$EMOFUSE_RAVDESS``, by default ``../shared/data/ravdess-speech`` beside the
 repository) and is skipped where it is absent: 3 folds over 380 of its 1,140 clips (20 of each
-actor's 60), 2 epochs per fold, about 1.5 minutes on a shared 2-core CPU.
+actor's 60), 2 epochs per fold, two folds at a time, with every recording condition measured (about 3
+minutes on a shared 2-core CPU); and a smaller one run both one fold after another and two at once.
 """
 
 from __future__ import annotations

@@ -324,6 +324,9 @@ def measure_groups(data: str | Path, weights: str | Path = SPEECH_WEIGHTS) -> di
     """Add the per-actor and per-sex accuracy on its test actors to the card of trained weights
     (``weights/speech.card.json``); returns them."""
     model, card, spec = load_speech(weights)
+    if "cross_validation" in card.metrics:  # its members heard the derived split's test actors
+        raise ValueError(f"{weights} holds the models of a cross-validation: its card's groups are already those of the actors "
+                         f"each member never heard (training.speech_folds); there are no unheard actors left to measure.")  # fmt: skip
     cfg = TrainConfig(logmel=spec)
     clips = read_clips(data)
     split = derive_split(sorted({c.actor for c in clips}))
