@@ -150,3 +150,13 @@ def test_the_fold_models_load_as_one_servable_ensemble(short_run: tuple[Path, di
     assert "no actor is left" in m["test"]["what"] and any("never heard" in text for text in card.limits)
     assert m["groups"] == {"per_actor": r["per_actor"], "per_sex": r["per_sex"]}
     assert m["cross_validation"]["accuracy"] == r["accuracy"]
+
+
+@needs_real_data
+def test_measuring_groups_refuses_a_cross_validations_models(short_run: tuple[Path, dict, dict]) -> None:
+    """Every actor trained some member: the derived split's 'test' actors are not unheard any more."""
+    out = short_run[0]
+    card_before = (out / "speech.card.json").read_text()
+    with pytest.raises(ValueError, match="cross-validation.*no unheard actors"):
+        speech.measure_groups(REAL_DATA, out)
+    assert (out / "speech.card.json").read_text() == card_before, "the card is left as it was"
