@@ -1,10 +1,10 @@
 """Actor-wise cross-validation of the speech CNN on RAVDESS speech: how it fares on people it never heard.
 
-    python -m training.speech_folds --data /work/shared/data/ravdess-speech --out runs/speech-folds [--folds 5]
-    emofuse train audio --folds 5 --data DIR --out DIR     (the same; training.speech delegates here)
+    python -m training.speech_folds --data /work/shared/data/ravdess-speech --out runs/speech-folds [--folds 5 --jobs 2]
+    emofuse train audio --folds 5 --jobs 2 --ensemble --data DIR --out DIR   (the same; the shipped speech model)
 
-The shipped model (:mod:`training.speech`) is tested on four actors, and its figure is theirs;
-here every actor is tested once, by a CNN that never heard them:
+:mod:`training.speech` trains on one fixed split and tests on four actors, so its figure is
+theirs; here every actor is tested once, by a CNN that never heard them:
 
 - the actors, sorted, are dealt round-robin into ``folds`` folds, the men first and then the
   women, so that every fold has actors of both sexes (where there are as many of each as folds)
@@ -15,7 +15,10 @@ here every actor is tested once, by a CNN that never heard them:
   :func:`training.speech.fit`, windows, augmentation and :class:`~training.speech.TrainConfig`
   (one CNN per seed of ``seeds``, softmaxes averaged).
 
-``OUT/speech_folds.json`` holds each fold's accuracy, macro-F1, per-actor and per-sex accuracy;
+Each fold's test clips are also measured under every recording condition of
+:data:`training.conditions.CONDITIONS` (a quiet level, noise, a room, a telephone band, all at once).
+
+``OUT/speech_folds.json`` holds each fold's accuracy, macro-F1, per-actor, per-sex and per-condition accuracy;
 their mean and standard deviation over folds; accuracy, macro-F1 and confusion matrix pooled over
 every clip; per-actor (every actor) and per-sex accuracy; chance; the configuration and the time
 taken. It is rewritten after every fold (``complete`` false until the last), so a stopped run
@@ -27,9 +30,9 @@ writes them), which
 ``emofuse repo build --speech OUT`` serves. Its card's figures are those of each member on its own
 held-out actors: every actor trained some member, so no actor is left that the ensemble never heard.
 
-Time: a fold trains about as long as one CNN of :func:`training.speech.train` (the shipped CNNs'
-40 epochs took 15 minutes each on 2 cores; longer on a shared CPU), so 5 folds of one seed take
-about 1.5 hours; after the first fold the log gives an estimate of the whole run.
+Time: a fold trains one CNN for at most 40 epochs, 22-24 minutes on one thread; with ``--jobs 2``
+on 2 cores the five folds of the shipped model took 69 minutes (the fifth alone). After the first
+fold the log gives an estimate of the whole run.
 """
 
 from __future__ import annotations
