@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.conditions import CONDITIONS, Condition, RealRecordings, _room_response, add_noise, degrade, gain, reverberate, telephone
+from training.conditions import CONDITIONS, STUDIO, Condition, RealRecordings, _room_response, add_noise, degrade, gain, reverberate, telephone
 
 SR = 22_050
 N = 79_380  # one 3.6 s window
@@ -93,8 +93,7 @@ def test_training_draws_are_seeded_and_keep_shapes() -> None:
     levels = [_db(degrade(x[:1], RealRecordings(reverb_prob=0, noise_prob=0, telephone_prob=0), SR, np.random.default_rng(s)))
               for s in range(40)]  # fmt: skip
     assert min(levels) >= _db(x[:1]) - 30.1 and max(levels) <= _db(x[:1]) + 0.1 and np.std(levels) > 5, "gains drawn in -30..0 dB"
-    off = RealRecordings(reverb_prob=0, noise_prob=0, telephone_prob=0, gain_db=(0.0, 0.0))
-    assert not off.enabled and RealRecordings().enabled
+    assert not STUDIO.enabled and RealRecordings().enabled
 
 
 def test_every_measured_condition_changes_the_audio_but_clean() -> None:

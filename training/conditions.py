@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import butter, fftconvolve, sosfilt
 
-__all__ = ["CONDITIONS", "Condition", "RealRecordings", "add_noise", "degrade", "gain", "reverberate", "telephone"]
+__all__ = ["CONDITIONS", "STUDIO", "Condition", "RealRecordings", "add_noise", "degrade", "gain", "reverberate", "telephone"]
 
 _FULL_SCALE = 32767  # 16-bit PCM, as nearly every recording is stored
 
@@ -149,6 +149,9 @@ class RealRecordings:
     @property
     def enabled(self) -> bool:
         return self.reverb_prob > 0 or self.noise_prob > 0 or self.telephone_prob > 0 or self.gain_db != (0.0, 0.0)
+
+
+STUDIO = RealRecordings(reverb_prob=0.0, noise_prob=0.0, telephone_prob=0.0, gain_db=(0.0, 0.0))  # RAVDESS as recorded
 
 
 def _some(rng: np.random.Generator, n: int, prob: float) -> np.ndarray:

@@ -62,18 +62,16 @@ from models.card import ModelCard
 from models.parameters import count_parameters
 from models.speech import SPEECH_WEIGHTS, MfccMLPConfig, SpeechCNNConfig, SpeechEnsemble, build, load_speech, speech_card
 from preprocessing.audio_features import SAMPLE_RATE, LogMelSpec, MfccSpec, cut_window, log_mel, mfcc, window_offsets
+from training.conditions import STUDIO, RealRecordings, degrade
 from training.loop import Epoch, FitConfig, Score, TrainBatch, best_epoch, predict_proba
 from training.loop import fit as fit_loop
 from training.metrics import format_confusion, per_group, report
-from training.conditions import RealRecordings, degrade
 from training.ravdess import EMOTIONS_8, LICENCE, Clip, derive_split, load_audio, read_clips
 from training.report import write_report
 
-__all__ = ["STUDIO", "Augment", "TrainConfig", "evaluate", "fit", "main", "mixup", "recalibrate_batch_norm", "train"]
+__all__ = ["Augment", "TrainConfig", "evaluate", "fit", "main", "mixup", "recalibrate_batch_norm", "train"]
 
 log = logging.getLogger("training.speech")
-
-STUDIO = RealRecordings(reverb_prob=0.0, noise_prob=0.0, telephone_prob=0.0, gain_db=(0.0, 0.0))  # no recording conditions
 
 
 @dataclass

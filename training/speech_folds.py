@@ -56,12 +56,12 @@ import torch
 from models.parameters import count_parameters
 from models.speech import SpeechEnsemble, speech_card
 from preprocessing.audio_features import SAMPLE_RATE
-from training.conditions import CONDITIONS
+from training.conditions import CONDITIONS, STUDIO
 from training.loop import best_epoch, predict_proba
 from training.metrics import per_group, report
 from training.ravdess import EMOTIONS_8, LICENCE, Clip, load_audio, read_clips
 from training.report import write_report
-from training.speech import STUDIO, TrainConfig, _select, evaluate, even_windows, features, fit
+from training.speech import TrainConfig, _select, evaluate, even_windows, features, fit
 from training.trials import SubjectSplit
 
 __all__ = ["FoldsConfig", "actor_folds", "cross_validate", "main", "save_ensemble", "summarise"]
