@@ -395,6 +395,7 @@ def test_each_shipped_member_scores_its_card_on_the_actors_it_never_heard() -> N
     model, card, _ = load_speech(SPEECH_WEIGHTS)
     clips = ravdess.read_clips(REAL_DATA)
     cfg = TrainConfig()
+    single_window_hits, n = 0.0, 0
     for member, fold in zip(model.members, card.metrics["training"]["folds"], strict=True):
         test = [c for c in clips if c.actor in fold["actors"]["test"]]
         assert not {c.actor for c in test} & set(fold["actors"]["train"] + fold["actors"]["val"])
@@ -402,6 +403,11 @@ def test_each_shipped_member_scores_its_card_on_the_actors_it_never_heard() -> N
         figures = evaluate(member, x, np.array([c.label for c in test]), cfg.eval_crops)
         # The card's figure, recomputed from the audio files: one clip either way for other CPUs' rounding.
         assert abs(figures["accuracy"] - fold["accuracy"]) <= 1 / len(test), (fold["fold"], figures["accuracy"], fold["accuracy"])
+        single_window_hits += figures["single_window"]["accuracy"] * len(test)
+        n += len(test)
+    # Each 3.6 s window alone, as serving sees it, pooled over the folds: two clips' windows either way per fold.
+    pooled = card.metrics["test"]["single_window"]["accuracy"]
+    assert n == card.metrics["test"]["n"] and abs(single_window_hits / n - pooled) <= 2 * len(model.members) / n
 
 
 @pytest.mark.slow
