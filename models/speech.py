@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from models.card import ModelCard
 from models.checkpoint import read_checkpoint
 from models.emotions import RAVDESS
+from models.ensemble import MeanProbability
 from preprocessing.audio_features import N_FRAMES, LogMelSpec
 from preprocessing.windows import WindowSpec
 
@@ -176,21 +177,13 @@ def speech_card(model: nn.Module, spec: LogMelSpec, *, source: str, data: str, l
     )
 
 
-class SpeechEnsemble(nn.Module):
-    """Speech models trained alike from different seeds, answering together.
-
-    (B, 64, 156) log-mel -> (B, 8): the log of the members' mean softmax, so that its softmax is
-    that mean (an average of probabilities, which a plain mean of logits is not).
-    """
+class SpeechEnsemble(MeanProbability):
+    """Speech models trained alike (seeds, folds), answering together: (B, 64, 156) log-mel ->
+    (B, 8), the log of the members' mean softmax (:class:`models.ensemble.MeanProbability`)."""
 
     def __init__(self, members: list[nn.Module]) -> None:
-        super().__init__()
-        self.members = nn.ModuleList(members)
+        super().__init__(members)
         self.config = members[0].config
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = torch.stack([member(x).softmax(dim=-1) for member in self.members]).mean(dim=0)
-        return probs.clamp(min=1e-30).log()
 
 
 def load_speech(directory: str | Path = SPEECH_WEIGHTS) -> tuple[nn.Module, ModelCard, LogMelSpec]:

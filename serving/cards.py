@@ -119,6 +119,9 @@ def _figures(metrics: dict[str, Any]) -> list[tuple[str, str]]:
                         _percent(metrics["validation_accuracy"]) + (f": {source or what}" if source or what else "")))  # fmt: skip
     if isinstance(metrics.get("accuracy"), str):
         figures.append(("Accuracy", metrics["accuracy"]))
+    members = [m for m in metrics.get("members") or [] if isinstance(m, dict) and isinstance(m.get("PrivateTest"), float)]
+    if members:  # a face ensemble: what each member gets alone, beside the whole's figure above
+        figures.append(("Each member alone, PrivateTest", ", ".join(f"{Path(str(m.get('member'))).name} {_percent(m['PrivateTest'])}" for m in members)))
     if isinstance(metrics.get("weights"), dict):
         figures.append(("Weight of each model", ", ".join(f"{name} {weight:.2f}" for name, weight in metrics["weights"].items())))
     decision = metrics.get("decision")

