@@ -109,7 +109,7 @@ def served_face(directory: Path | None = None) -> tuple[torch.nn.Module, ModelCa
     """The face model as served, in eval mode, with its card: (B, 64, 64) grey crops -> (B, 7) logits.
 
     ``directory`` None: the port, judging each crop in 4 views (:data:`models.face_views.SERVED_SCALES`,
-    each mirrored too): +2.0 points on PrivateTest over one view for 4 times its 5 ms a window.
+    each mirrored too): +2.0 points on PrivateTest over one view, for 4.2 times its cost (ONNX Runtime).
     Otherwise the model ``emofuse train face|fer2013`` wrote there, as it was trained to be served.
     """
     if directory is None:

@@ -131,3 +131,19 @@ def test_the_served_face_model_earns_the_figures_its_card_gives() -> None:
     assert figures["PrivateTest"] == pytest.approx(card.metrics["test"]["accuracy"], abs=1e-4)
     assert len(usages["PrivateTest"]) == card.metrics["test"]["n"]
     assert figures["PrivateTest"] > card.metrics["with_flip_average"]["PrivateTest"], "the views beat flip averaging alone"
+
+
+def test_an_ensemble_is_not_a_member(tmp_path: Path) -> None:
+    from models.emotions import FER2013 as LABELS
+
+    nested = tmp_path / "nested"
+    nested.mkdir()
+    port = {"architecture": "fer_port", "config": {"flip_average": True}}
+    torch.save({"members": [port, port], "labels": list(LABELS)}, nested / "face.pt")
+    ModelCard(name="face_expression", task="t", labels=list(LABELS), inputs={}, preprocessing={}, weights="real", source="an ensemble",
+              data="d", licence="l").save(nested / "face.card.json")  # fmt: skip
+    command = [sys.executable, "-m", "emofuse.cli", "train", "fer2013", "--data", str(FER2013), "--out", str(tmp_path / "out"),
+               "--ensemble", "port", str(nested)]  # fmt: skip
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and "an ensemble already" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "out").exists()

