@@ -81,6 +81,16 @@ def test_figures_per_group_are_shown_for_trained_models_only(tmp_path: Path) -> 
     assert untrained.groups == [] and "UNTRAINED" in describe(untrained)
 
 
+def test_an_ensembles_card_shows_each_member_alone(tmp_path: Path) -> None:
+    repository = tmp_path / "repo"
+    shutil.copytree(REPOSITORY, repository, ignore=shutil.ignore_patterns("*.onnx", "*.pt", "*.plan"))
+    card = json.loads((repository / "face_expression" / "card.json").read_text())
+    card["metrics"]["members"] = [{"member": "port", "PrivateTest": 0.668}, {"member": "runs/fer-ft-s1", "PrivateTest": 0.663}]
+    (repository / "face_expression" / "card.json").write_text(json.dumps(card))
+    face = next(m for m in read_catalogue(repository).models if m.name == "face_expression")
+    assert ("Each member alone, PrivateTest", "port 66.8 %, fer-ft-s1 66.3 %") in face.figures
+
+
 @pytest.mark.parametrize("command", [["models"], ["models", "face_expression"]])
 def test_emofuse_models_loads_no_model_code(command: list[str]) -> None:
     script = ("import runpy, sys\n"
