@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.conditions import CONDITIONS, STUDIO, Condition, RealRecordings, _room_response, add_noise, degrade, gain, reverberate, telephone
+from training.conditions import CONDITIONS, KINDS, STUDIO, Condition, RealRecordings, _room_response, add_noise, degrade, gain, reverberate, telephone
 
 SR = 22_050
 N = 79_380  # one 3.6 s window
@@ -104,3 +104,14 @@ def test_every_measured_condition_changes_the_audio_but_clean() -> None:
         assert y.shape == x.shape and y.dtype == np.float32
         assert np.array_equal(y, x) == (c.name == "clean"), c.name
     assert np.array_equal(Condition("n", snr_db=10).apply(x, SR, seed=5), Condition("n", snr_db=10).apply(x, SR, seed=5))
+
+
+def test_keeping_some_kinds_turns_only_the_others_off() -> None:
+    real = RealRecordings()
+    assert real.keeping(KINDS) == real and real.keeping([]) == STUDIO
+    level = real.keeping(["level"])
+    assert level.gain_db == real.gain_db and level.reverb_prob == level.noise_prob == level.telephone_prob == 0
+    noise = real.keeping(["noise"])
+    assert noise.noise_prob == real.noise_prob and noise.gain_db == (0.0, 0.0) and noise.reverb_prob == 0 and noise.enabled
+    with pytest.raises(ValueError, match="unknown recording condition 'echo'; choose from level, room, noise, telephone"):
+        real.keeping(["level", "echo"])

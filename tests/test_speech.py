@@ -26,6 +26,7 @@ from models.parameters import count_parameters
 from models.speech import SPEECH_WEIGHTS, MfccMLP, MfccMLPConfig, SpeechCNN, SpeechCNNConfig, SpeechEnsemble, build, load_speech
 from preprocessing.audio_features import (
     N_FRAMES,
+    SAMPLE_RATE,
     WINDOW_SAMPLES,
     LogMelSpec,
     MfccSpec,
@@ -50,6 +51,7 @@ from training.speech import (
     random_windows,
     recalibrate_batch_norm,
     train,
+    warp_frequencies,
 )
 from training.speech_folds import FoldsConfig, cross_validate
 from training.trials import SubjectSplit
@@ -149,6 +151,22 @@ def test_training_windows_stay_inside_the_clip_range() -> None:
     evenly = even_windows([short, long], 3)
     assert evenly.shape == (6, WINDOW_SAMPLES)
     np.testing.assert_array_equal(evenly[4], cut_window(long, int(window_offsets(len(long), 3)[1])))
+
+
+@pytest.mark.parametrize("factor", [0.9, 0.95, 1.05, 1.1])
+def test_pitch_warp_moves_a_tone_by_its_factor_and_keeps_the_tempo(factor: float) -> None:
+    """A 1 kHz tone warped by ``factor`` peaks in the mel band nearest ``factor`` kHz; the frames stay."""
+    spec = LogMelSpec()
+    t = np.arange(WINDOW_SAMPLES) / SAMPLE_RATE
+    burst = np.where((t > 1.0) & (t < 2.0), 0.5 * np.sin(2 * np.pi * 1000 * t), 0.0).astype(np.float32)
+    x = log_mel(burst[None], spec)
+    warped = warp_frequencies(x, np.array([factor]), spec)
+    centres = librosa.mel_frequencies(spec.n_mels + 2, fmin=spec.fmin, fmax=spec.fmax)[1:-1]
+    assert warped[0].mean(axis=1).argmax() == np.abs(centres - 1000 * factor).argmin()
+    np.testing.assert_array_equal(warped[0].max(axis=0) > -60, x[0].max(axis=0) > -60)  # the burst's frames: no change of tempo
+    np.testing.assert_array_equal(warp_frequencies(x, np.array([1.0]), spec), x)
+    if factor < 1:  # the top bands have nothing below them to take: the floor
+        assert (warped[0, -1] == -spec.top_db).all()
 
 
 def test_training_features_are_what_serving_computes_on_a_window(tmp_path: Path) -> None:

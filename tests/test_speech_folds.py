@@ -20,9 +20,9 @@ import pytest
 
 from models.speech import SpeechEnsemble, load_speech
 from training import speech, speech_folds
-from training.conditions import CONDITIONS
+from training.conditions import CONDITIONS, STUDIO, RealRecordings
 from training.ravdess import read_clips
-from training.speech_folds import actor_folds
+from training.speech_folds import FoldsConfig, actor_folds
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("EMOFUSE_RAVDESS", REPO.parent / "shared" / "data" / "ravdess-speech"))
@@ -66,6 +66,62 @@ def test_train_audio_hands_folds_to_the_cross_validation(monkeypatch: pytest.Mon
     monkeypatch.setattr(speech_folds, "main", lambda argv: seen.append(argv) or 0)
     argv = ["--data", "d", "--out", "o", "--folds", "5", "--epochs", "3"]
     assert speech.main(argv) == 0 and seen == [argv]
+
+
+def _config(monkeypatch: pytest.MonkeyPatch, *options: str) -> speech_folds.FoldsConfig:
+    """The configuration ``python -m training.speech_folds --data d --out o OPTIONS`` runs."""
+    seen = []
+
+    def run(data: str, out: str, cfg: speech_folds.FoldsConfig) -> dict:
+        seen.append(cfg)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(speech_folds, "cross_validate", run)
+    with pytest.raises(SystemExit):
+        speech_folds.main(["--data", "d", "--out", "o", *options])
+    return seen[0]
+
+
+def test_each_augmentation_and_condition_can_be_set_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the README's one-at-a-time comparison runs: the shipped recipe less (or plus) one thing."""
+    shipped = _config(monkeypatch)
+    assert shipped.train == FoldsConfig().train and shipped.only is None and shipped.model == "cnn"
+    assert shipped.train.augment.recordings == RealRecordings() and shipped.train.augment.pitch == 0
+    studio = _config(monkeypatch, "--studio-only").train.augment
+    assert studio.recordings == STUDIO and studio.speed == shipped.train.augment.speed
+    assert _config(monkeypatch, "--conditions", "none").train.augment == studio
+    level = _config(monkeypatch, "--conditions", "level", "--speed", "0", "--pitch", "0.1", "--mixup", "0").train.augment
+    assert level.recordings == RealRecordings().keeping(["level"]) and (level.speed, level.pitch, level.mixup_alpha) == (0, 0.1, 0)
+    some = _config(monkeypatch, "--only", "2,1", "--model", "mlp")
+    assert some.only == (2, 1) and some.model == "mlp"
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--conditions", "level,echo"], "unknown condition echo: choose from level,room,noise,telephone, or none"),
+    (["--model", "svm"], "invalid choice: 'svm'"),
+])  # fmt: skip
+def test_unknown_options_are_refused_with_the_choices(options: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        speech_folds.main(["--data", "d", "--out", "o", *options])
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("cfg", "message"), [
+    (FoldsConfig(only=(2,), ensemble=True), "needs every fold"),
+    (FoldsConfig(model="mlp", ensemble=True), "needs every fold .* and the CNN"),
+    (FoldsConfig(model="svm"), "unknown model 'svm'"),
+])  # fmt: skip
+def test_what_cannot_run_is_refused_before_the_audio_is_read(cfg: FoldsConfig, message: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=message):
+        speech_folds.cross_validate(tmp_path / "no such folder", tmp_path / "out", cfg)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_fold_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    splits = actor_folds(PRESENT, 5, 3)
+    assert list(speech_folds._chosen(splits, (3, 1))) == [1, 3] and len(speech_folds._chosen(splits, None)) == 5
+    with pytest.raises(ValueError, match="there is no fold 0, 7: the 5 folds are numbered 1 to 5"):
+        speech_folds._chosen(splits, (0, 2, 7))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,3 +216,17 @@ def test_measuring_groups_refuses_a_cross_validations_models(short_run: tuple[Pa
     with pytest.raises(ValueError, match="cross-validation.*no unheard actors"):
         speech.measure_groups(REAL_DATA, out)
     assert (out / "speech.card.json").read_text() == card_before, "the card is left as it was"
+
+
+@needs_real_data
+def test_some_folds_of_the_baseline_alone(tmp_path: Path) -> None:
+    """``--only 2 --model mlp``: one fold of the MFCC-statistics MLP, marked incomplete, its actors only."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        argv = ["--data", str(REAL_DATA), "--out", str(tmp_path), "--folds", "3", "--only", "2", "--model", "mlp", "--max-clips", "120"]
+        assert speech_folds.main(argv) == 0
+    r = json.loads((tmp_path / "speech_folds.json").read_text())
+    assert not r["complete"] and [f["fold"] for f in r["folds"]] == [2] and "MLP baseline" in r["what"] and "only fold 2" in r["what"]
+    tested = set(r["folds"][0]["actors"]["test"])
+    assert {int(name.split()[1]) for name in r["per_actor"]} == tested and r["pooled"]["n"] == r["folds"][0]["clips"]["test"]
+    assert r["folds"][0]["members"][0]["epochs_run"] > 2, "the MLP trains for its own (baseline) epochs"
+    assert r["pooled"]["accuracy"] > r["chance_accuracy"]

@@ -11,12 +11,13 @@ All functions take and return float32 audio of shape (B, samples) at ``sr`` Hz, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.signal import butter, fftconvolve, sosfilt
 
-__all__ = ["CONDITIONS", "STUDIO", "Condition", "RealRecordings", "add_noise", "degrade", "gain", "reverberate", "telephone"]
+__all__ = ["CONDITIONS", "KINDS", "STUDIO", "Condition", "RealRecordings", "add_noise", "degrade", "gain", "reverberate", "telephone"]
 
 _FULL_SCALE = 32767  # 16-bit PCM, as nearly every recording is stored
 
@@ -149,6 +150,23 @@ class RealRecordings:
     @property
     def enabled(self) -> bool:
         return self.reverb_prob > 0 or self.noise_prob > 0 or self.telephone_prob > 0 or self.gain_db != (0.0, 0.0)
+
+    def keeping(self, kinds: Collection[str]) -> RealRecordings:
+        """These conditions with only ``kinds`` (of :data:`KINDS`) left on: to measure each one's share.
+
+        Raises
+        ------
+        ValueError
+            If a kind is not one of :data:`KINDS`.
+        """
+        if unknown := sorted(set(kinds) - set(KINDS)):
+            raise ValueError(f"unknown recording condition {', '.join(map(repr, unknown))}; choose from {', '.join(KINDS)}.")
+        off = {"level": {"gain_db": (0.0, 0.0)}, "room": {"reverb_prob": 0.0}, "noise": {"noise_prob": 0.0},
+               "telephone": {"telephone_prob": 0.0}}  # fmt: skip
+        return replace(self, **{field: value for kind in KINDS if kind not in kinds for field, value in off[kind].items()})
+
+
+KINDS = ("level", "room", "noise", "telephone")  # the kinds of RealRecordings, as RealRecordings.keeping names them
 
 
 STUDIO = RealRecordings(reverb_prob=0.0, noise_prob=0.0, telephone_prob=0.0, gain_db=(0.0, 0.0))  # RAVDESS as recorded

@@ -26,6 +26,9 @@ Augmentation
 ------------
 - speed perturbation: each training clip is resampled by a random factor in [1 - s, 1 + s], which
   changes tempo and pitch together (Ko et al. 2015, "Audio augmentation for speech recognition");
+- pitch (off in the shipped recipe): each window's mel axis is warped by a random factor in
+  [1 - p, 1 + p], which moves pitch and formants up or down and leaves the tempo alone (vocal tract
+  length perturbation, Jaitly & Hinton 2013), so tempo and pitch can be measured apart;
 - SpecAugment masks of mel bands and frames (Park et al. 2019), filled with the window's mean;
 - mixup of examples and their one-hot targets (Zhang et al. 2018);
 - real recording conditions (:mod:`training.conditions`): each window at a random level (-30 to
@@ -54,6 +57,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import librosa
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -79,6 +83,7 @@ class Augment:
     """Training-time augmentation of the CNN's windows (the baseline trains without)."""
 
     speed: float = 0.1  # resample by a factor in [1 - speed, 1 + speed]: tempo and pitch; 0 disables
+    pitch: float = 0.0  # warp the mel axis by a factor in [1 - pitch, 1 + pitch]: pitch and formants only; 0 disables
     freq_masks: int = 2  # SpecAugment: masks of up to freq_mask_width mel bands
     freq_mask_width: int = 8
     time_masks: int = 2  # SpecAugment: masks of up to time_mask_width frames (23 ms each)
@@ -146,6 +151,27 @@ def features(kind: str, windows: np.ndarray, cfg: TrainConfig) -> np.ndarray:
     if kind == "cnn":
         return log_mel(windows, cfg.logmel)
     return mfcc(windows, MfccSpec(n_mfcc=cfg.mlp.n_mfcc))
+
+
+def warp_frequencies(x: np.ndarray, factors: np.ndarray, spec: LogMelSpec) -> np.ndarray:
+    """Move every frequency of each log-mel window (B, n_mels, frames) by its factor (B,).
+
+    Band ``m`` of the result takes the value the input had at ``f_m / factor`` (``f_m`` the band's
+    centre in Hz), interpolated between neighbouring bands; below the lowest band the lowest is
+    kept, above the highest the floor ``-top_db``. A factor above 1 raises pitch and formants.
+    """
+    centres = librosa.mel_frequencies(spec.n_mels + 2, fmin=spec.fmin, fmax=spec.fmax)[1:-1]
+    bands = np.arange(spec.n_mels, dtype=np.float64)
+    out = np.empty_like(x)
+    for i, factor in enumerate(np.asarray(factors, np.float64)):
+        source = np.interp(centres / factor, centres, bands, right=np.nan)  # fractional input band of each output band
+        inside = ~np.isnan(source)
+        source = np.where(inside, source, 0.0)
+        lo = np.minimum(np.floor(source).astype(np.int64), spec.n_mels - 1)
+        hi = np.minimum(lo + 1, spec.n_mels - 1)
+        t = (source - lo)[:, None]
+        out[i] = np.where(inside[:, None], (1 - t) * x[i, lo] + t * x[i, hi], -spec.top_db)
+    return out.astype(np.float32)
 
 
 def spec_augment(x: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.Tensor:
@@ -220,7 +246,10 @@ def _training_batches(kind: str, train_audio: Sequence[np.ndarray], cfg: TrainCo
         windows = random_windows([train_audio[i] for i in clips], rng, aug.speed if aug else 0.0)
         if aug is not None and aug.recordings.enabled:
             windows = degrade(windows, aug.recordings, SAMPLE_RATE, rng)
-        x = torch.from_numpy(features(kind, windows, cfg))
+        x = features(kind, windows, cfg)
+        if aug is not None and aug.pitch > 0:
+            x = warp_frequencies(x, 1 + aug.pitch * (2 * rng.random(len(x)) - 1), cfg.logmel)
+        x = torch.from_numpy(x)
         target = F.one_hot(labels, len(EMOTIONS_8)).float()
         if aug is not None:
             x = spec_augment(x, aug, gen)
@@ -472,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--widths", type=_widths, default=d.cnn.widths, help="CNN block widths, comma-separated")
     p.add_argument("--speed", type=float, default=d.augment.speed, help="speed perturbation range; 0 disables")
+    p.add_argument("--pitch", type=float, default=d.augment.pitch, help="mel-axis warp range (pitch, not tempo); 0 disables")
     p.add_argument("--mixup", type=float, default=d.augment.mixup_alpha, help="mixup alpha; 0 disables")
     p.add_argument("--studio-only", action="store_true", help="train without the real recording conditions (level, room, noise, telephone)")
     p.add_argument("--baseline-epochs", type=int, default=d.baseline_epochs)
@@ -488,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--out is required (or --measure-groups DIR)")
     cfg = TrainConfig(
         seeds=a.seeds, epochs=a.epochs, patience=a.patience, lr=a.lr, batch_size=a.batch_size,
-        augment=Augment(speed=a.speed, mixup_alpha=a.mixup, recordings=STUDIO if a.studio_only else RealRecordings()), cnn=SpeechCNNConfig(widths=a.widths),
+        augment=Augment(speed=a.speed, pitch=a.pitch, mixup_alpha=a.mixup, recordings=STUDIO if a.studio_only else RealRecordings()), cnn=SpeechCNNConfig(widths=a.widths),
         baseline=not a.no_baseline, baseline_epochs=a.baseline_epochs, max_clips=a.max_clips, threads=a.threads,
     )  # fmt: skip
     m = train(a.data, a.out, cfg).metrics

@@ -18,6 +18,11 @@ theirs; here every actor is tested once, by a CNN that never heard them:
 Each fold's test clips are also measured under every recording condition of
 :data:`training.conditions.CONDITIONS` (a quiet level, noise, a room, a telephone band, all at once).
 
+To compare recipes in less time, ``--only 1,2`` runs some folds (the file says which, and
+``complete`` stays false); ``--speed``, ``--pitch``, ``--mixup`` and ``--conditions`` set each
+augmentation apart. ``--model mlp`` cross-validates the MFCC-statistics MLP baseline instead of
+the CNN, on the same folds, windows and recording conditions.
+
 ``OUT/speech_folds.json`` holds each fold's accuracy, macro-F1, per-actor, per-sex and per-condition accuracy;
 their mean and standard deviation over folds; accuracy, macro-F1 and confusion matrix pooled over
 every clip; per-actor (every actor) and per-sex accuracy; chance; the configuration and the time
@@ -56,7 +61,7 @@ import torch
 from models.parameters import count_parameters
 from models.speech import SpeechEnsemble, speech_card
 from preprocessing.audio_features import SAMPLE_RATE
-from training.conditions import CONDITIONS, STUDIO
+from training.conditions import CONDITIONS, KINDS, STUDIO
 from training.loop import best_epoch, predict_proba
 from training.metrics import per_group, report
 from training.ravdess import EMOTIONS_8, LICENCE, Clip, load_audio, read_clips
@@ -77,13 +82,15 @@ class FoldsConfig:
 
     folds: int = 5
     val_actors: int = 3  # training actors of each fold whose clips choose its epoch (both sexes)
+    model: str = "cnn"  # what each fold trains: the log-mel CNN, or "mlp", the MFCC-statistics baseline
+    only: tuple[int, ...] | None = None  # run only these folds (1-based), to compare recipes in less time
     ensemble: bool = False  # also save the fold models as one SpeechEnsemble (OUT/speech.pt, card)
     jobs: int = 1  # folds trained at once, each in a process of its own (one torch thread each)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(seeds=(0,), baseline=False))  # one CNN per fold, no MLP
 
     def to_dict(self) -> dict:
-        return {"folds": self.folds, "val_actors": self.val_actors, "ensemble": self.ensemble, "jobs": self.jobs,
-                "train": self.train.to_dict()}  # fmt: skip
+        return {"folds": self.folds, "val_actors": self.val_actors, "model": self.model, "only": self.only,
+                "ensemble": self.ensemble, "jobs": self.jobs, "train": self.train.to_dict()}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,17 +150,17 @@ def _actor_group(actor: int) -> str:
 
 
 def _predicted(model: torch.nn.Module, x: np.ndarray, n_crops: int) -> np.ndarray:
-    """Class of each clip (n,), its ``n_crops`` windows' softmax averaged; ``x`` (n * n_crops, 64, 156)."""
+    """Class of each clip (n,), its ``n_crops`` windows' softmax averaged; ``x`` (n * n_crops, rows, 156)."""
     return predict_proba(model, (x,)).reshape(len(x) // n_crops, n_crops, -1).mean(axis=1).argmax(1)
 
 
-def _under_conditions(model: torch.nn.Module, audio: Sequence[np.ndarray], truth: np.ndarray, cfg: TrainConfig,
+def _under_conditions(kind: str, model: torch.nn.Module, audio: Sequence[np.ndarray], truth: np.ndarray, cfg: TrainConfig,
                       seed: int, chunk: int = 64) -> dict[str, float]:  # fmt: skip
     """Accuracy on clips (``audio``, labels ``truth``) under each of :data:`training.conditions.CONDITIONS`,
     ``cfg.eval_crops`` windows averaged; ``chunk`` clips at a time, to keep memory small."""
     out = {}
     for condition in CONDITIONS:
-        predicted = np.concatenate([_predicted(model, features("cnn", condition.apply(even_windows(audio[i : i + chunk], cfg.eval_crops),
+        predicted = np.concatenate([_predicted(model, features(kind, condition.apply(even_windows(audio[i : i + chunk], cfg.eval_crops),
                                                                                          SAMPLE_RATE, seed + i), cfg), cfg.eval_crops)
                                     for i in range(0, len(audio), chunk)])  # fmt: skip
         out[condition.name] = round(float(np.mean(predicted == truth)), 4)
@@ -166,9 +173,10 @@ def _groups(truth: np.ndarray, predicted: np.ndarray, actors: Sequence[int]) -> 
             "per_sex": per_group(truth, predicted, [_sex(a) for a in actors])}  # fmt: skip
 
 
-def _fold(k: int, split: SubjectSplit, clips: list[Clip], audio: list[np.ndarray], cfg: TrainConfig
+def _fold(k: int, split: SubjectSplit, clips: list[Clip], audio: list[np.ndarray], cfg: TrainConfig, kind: str = "cnn"
           ) -> tuple[dict, list[torch.nn.Module], np.ndarray]:  # fmt: skip
-    """Train fold ``k``'s CNNs (one per seed) and test them on its actors.
+    """Train fold ``k``'s models of ``kind`` ('cnn', or 'mlp': the MFCC-statistics baseline; one per seed)
+    and test them on its actors.
 
     Returns
     -------
@@ -176,17 +184,17 @@ def _fold(k: int, split: SubjectSplit, clips: list[Clip], audio: list[np.ndarray
         The fold's actors, clips, test ``report`` (:func:`training.speech.evaluate`), per-actor and
         per-sex accuracy, members (seed, best epoch...) and seconds.
     members : list of nn.Module
-        One CNN per seed, each at its best epoch.
+        One model per seed, each at its best epoch.
     predicted : ndarray of int64, shape (n_test,)
         Class of each test clip, in the order of ``split.indices``.
     """
     t0 = time.perf_counter()
     idx = split.indices(np.array([c.actor for c in clips]))
     y = {name: np.array([clips[i].label for i in ix], np.int64) for name, ix in idx.items()}
-    x = {name: features("cnn", even_windows([audio[i] for i in idx[name]], cfg.eval_crops), cfg) for name in ("val", "test")}
+    x = {name: features(kind, even_windows([audio[i] for i in idx[name]], cfg.eval_crops), cfg) for name in ("val", "test")}
     members, runs = [], []
     for seed in cfg.seeds:
-        model, history = fit("cnn", [audio[i] for i in idx["train"]], y["train"], x["val"], y["val"], cfg, seed)
+        model, history = fit(kind, [audio[i] for i in idx["train"]], y["train"], x["val"], y["val"], cfg, seed)
         best = best_epoch(history)
         members.append(model)
         runs.append({"seed": seed, "best_epoch": best.epoch, "epochs_run": len(history),
@@ -194,7 +202,7 @@ def _fold(k: int, split: SubjectSplit, clips: list[Clip], audio: list[np.ndarray
     model = members[0] if len(members) == 1 else SpeechEnsemble(members)
     test = evaluate(model, x["test"], y["test"], cfg.eval_crops)
     predicted = _predicted(model, x["test"], cfg.eval_crops)
-    conditions = _under_conditions(model, [audio[i] for i in idx["test"]], y["test"], cfg, seed=1000 * k)
+    conditions = _under_conditions(kind, model, [audio[i] for i in idx["test"]], y["test"], cfg, seed=1000 * k)
     figures = {
         "fold": k, "actors": split.to_dict(), "clips": {name: len(ix) for name, ix in idx.items()},
         "accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "single_window_accuracy": test["single_window"]["accuracy"],
@@ -206,30 +214,31 @@ def _fold(k: int, split: SubjectSplit, clips: list[Clip], audio: list[np.ndarray
 
 # Folds in worker processes read the clips from here: a forked child shares its parent's memory,
 # where passing them with each fold would copy some 350 MB of audio per fold.
-_SHARED: tuple[list[Clip], list[np.ndarray], TrainConfig] | None = None
+_SHARED: tuple[list[Clip], list[np.ndarray], FoldsConfig] | None = None
 
 
 def _fold_in_worker(k: int, split: SubjectSplit) -> tuple[int, tuple[dict, list[torch.nn.Module], np.ndarray]]:
     clips, audio, cfg = _SHARED
-    torch.set_num_threads(cfg.threads)
-    return k, _fold(k, split, clips, audio, cfg)
+    torch.set_num_threads(cfg.train.threads)
+    return k, _fold(k, split, clips, audio, cfg.train, cfg.model)
 
 
-def _folds_run(splits: list[SubjectSplit], clips: list[Clip], audio: list[np.ndarray], cfg: FoldsConfig):
-    """Each fold's ``(k, (figures, members, predicted))``, in the order they finish: one after
-    another, or ``cfg.jobs`` at a time in forked processes (same seeds, so the same figures)."""
+def _folds_run(splits: dict[int, SubjectSplit], clips: list[Clip], audio: list[np.ndarray], cfg: FoldsConfig):
+    """Each fold's ``(k, (figures, members, predicted))`` of ``splits`` (fold number: split), in the
+    order they finish: one after another, or ``cfg.jobs`` at a time in forked processes (same seeds,
+    so the same figures)."""
     if cfg.jobs <= 1:
-        for k, split in enumerate(splits, start=1):
+        for k, split in splits.items():
             log.info("fold %d/%d: test %s, validation %s, train %s", k, cfg.folds, split.test, split.val, split.train)
-            yield k, _fold(k, split, clips, audio, cfg.train)
+            yield k, _fold(k, split, clips, audio, cfg.train, cfg.model)
         return
     global _SHARED
-    _SHARED = (clips, audio, cfg.train)
+    _SHARED = (clips, audio, cfg)
     try:
         with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            for k, split in enumerate(splits, start=1):
+            for k, split in splits.items():
                 log.info("fold %d/%d queued: test %s, validation %s, train %s", k, cfg.folds, split.test, split.val, split.train)
-            futures = [pool.submit(_fold_in_worker, k, split) for k, split in enumerate(splits, start=1)]
+            futures = [pool.submit(_fold_in_worker, k, split) for k, split in splits.items()]
             for future in as_completed(futures):
                 yield future.result()
     finally:
@@ -279,12 +288,13 @@ def _write(out: Path, result: dict) -> None:
     (out / RESULTS).write_text(json.dumps(result, indent=2) + "\n")
 
 
-def _estimate(first: dict, cfg: FoldsConfig) -> None:
-    """Log how long the whole run takes at the first fold's pace, and at most (no early stopping)."""
-    secs = first["seconds"] * math.ceil(cfg.folds / max(1, cfg.jobs)) / cfg.folds  # per fold, run ``jobs`` at a time
+def _estimate(first: dict, n_folds: int, cfg: FoldsConfig) -> None:
+    """Log how long the ``n_folds`` folds take at the first fold's pace, and at most (no early stopping)."""
+    secs = first["seconds"] * math.ceil(n_folds / max(1, cfg.jobs)) / n_folds  # per fold, run ``jobs`` at a time
     epochs = max(1, np.mean([m["epochs_run"] for m in first["members"]]))
-    log.info("fold 1 took %.0f s: all %d folds take about %.0f min at that pace, at most %.0f min if no fold stops early",
-             secs, cfg.folds, secs * cfg.folds / 60, secs * cfg.folds * cfg.train.epochs / epochs / 60)  # fmt: skip
+    most = cfg.train.epochs if cfg.model == "cnn" else cfg.train.baseline_epochs
+    log.info("the first fold took %.0f s: all %d folds take about %.0f min at that pace, at most %.0f min if no fold stops early",
+             first["seconds"], n_folds, secs * n_folds / 60, secs * n_folds * most / epochs / 60)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,6 +304,30 @@ def _estimate(first: dict, cfg: FoldsConfig) -> None:
 def _data(clips: list[Clip]) -> str:
     return (f"RAVDESS speech (Livingstone & Russo 2018, doi:10.1371/journal.pone.0196391; Zenodo 1188976): "
             f"{len(clips)} clips of actors {sorted({c.actor for c in clips})}, resampled to 22,050 Hz")  # fmt: skip
+
+
+def _chosen(splits: list[SubjectSplit], only: Sequence[int] | None) -> dict[int, SubjectSplit]:
+    """The folds to run, by number (1-based): all, or those of ``only``.
+
+    Raises
+    ------
+    ValueError
+        If ``only`` names a fold that does not exist.
+    """
+    numbered = dict(enumerate(splits, start=1))
+    if only is None:
+        return numbered
+    if missing := sorted(set(only) - set(numbered)):
+        raise ValueError(f"there is no fold {', '.join(map(str, missing))}: the {len(splits)} folds are numbered 1 to {len(splits)}.")
+    return {k: numbered[k] for k in sorted(set(only))}
+
+
+def _check(cfg: FoldsConfig) -> None:
+    """Refuse what cannot be run before any audio is read."""
+    if cfg.model not in ("cnn", "mlp"):
+        raise ValueError(f"unknown model {cfg.model!r}: cross-validate the 'cnn' (served) or the 'mlp' baseline.")
+    if cfg.ensemble and (cfg.only is not None or cfg.model != "cnn"):
+        raise ValueError("--ensemble saves the served model: it needs every fold (no --only) and the CNN (no --model mlp).")
 
 
 def cross_validate(data: str | Path, out: str | Path, cfg: FoldsConfig | None = None) -> dict:
@@ -308,14 +342,17 @@ def cross_validate(data: str | Path, out: str | Path, cfg: FoldsConfig | None = 
     """
     t_start = time.perf_counter()
     cfg = cfg or FoldsConfig()
+    _check(cfg)
     torch.set_num_threads(cfg.train.threads)
     out = Path(out)
     clips = _select(read_clips(data), cfg.train.max_clips)
-    splits = actor_folds([c.actor for c in clips], cfg.folds, cfg.val_actors)
+    splits = _chosen(actor_folds([c.actor for c in clips], cfg.folds, cfg.val_actors), cfg.only)
     audio = load_audio(clips)
     actors = np.array([c.actor for c in clips])
     labels = np.array([c.label for c in clips], np.int64)
-    base = {"what": f"actor-wise {cfg.folds}-fold cross-validation of the speech CNN (training.speech_folds)", "data": _data(clips),
+    model = "speech CNN" if cfg.model == "cnn" else "MFCC-statistics MLP baseline"
+    which = "" if cfg.only is None else f", only fold{'s' if len(splits) > 1 else ''} {', '.join(map(str, splits))}"
+    base = {"what": f"actor-wise {cfg.folds}-fold cross-validation of the {model} (training.speech_folds){which}", "data": _data(clips),
             "config": cfg.to_dict(), "threads": cfg.train.threads, "torch": torch.__version__}  # fmt: skip
     done: dict[int, tuple[dict, list[torch.nn.Module], np.ndarray]] = {}
     for k, fold in _folds_run(splits, clips, audio, cfg):
@@ -325,10 +362,10 @@ def cross_validate(data: str | Path, out: str | Path, cfg: FoldsConfig | None = 
                  figures["accuracy"], figures["macro_f1"], figures["actors"]["test"],
                  ", ".join(f"{s} {a:.3f}" for s, a in figures["per_sex"].items()), figures["seconds"], len(done), cfg.folds)  # fmt: skip
         if len(done) == 1:
-            _estimate(figures, cfg)
+            _estimate(figures, len(splits), cfg)
         ks = sorted(done)
-        tested = np.concatenate([splits[j - 1].indices(actors)["test"] for j in ks])
-        result = {**base, "complete": len(done) == len(splits), "folds": [done[j][0] for j in ks],
+        tested = np.concatenate([splits[j].indices(actors)["test"] for j in ks])
+        result = {**base, "complete": len(done) == cfg.folds, "folds": [done[j][0] for j in ks],
                   **summarise([done[j][0] for j in ks], labels[tested], np.concatenate([done[j][2] for j in ks]), actors[tested]),
                   "seconds": round(time.perf_counter() - t_start, 1)}  # fmt: skip
         _write(out, result)
@@ -386,12 +423,21 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(","))
 
 
+def _kinds(text: str) -> tuple[str, ...]:
+    """``--conditions``: kinds of :data:`training.conditions.KINDS`, comma-separated, or 'none'."""
+    kinds = () if text.strip() == "none" else tuple(k.strip() for k in text.split(",") if k.strip())
+    if unknown := sorted(set(kinds) - set(KINDS)):
+        raise argparse.ArgumentTypeError(f"unknown condition {', '.join(unknown)}: choose from {','.join(KINDS)}, or none")
+    return kinds
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m training.speech_folds --data DIR --out DIR [--folds 5 --seeds 0 --epochs N ...]``.
 
     Prints a one-line JSON summary: accuracy and macro-F1 over folds (mean, std), pooled accuracy, per sex, seconds.
     """
     d = FoldsConfig()
+    da = d.train.augment
     p = argparse.ArgumentParser(prog="python -m training.speech_folds", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="the ravdess-speech folder (labels.csv, Actor_XX/)")
     p.add_argument("--out", required=True, help=f"folder for {RESULTS} (and speech.pt, speech.card.json with --ensemble)")
@@ -403,16 +449,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-clips", type=int, default=None, help="use only this many clips, evenly spread (smoke tests)")
     p.add_argument("--threads", type=int, default=d.train.threads)
     p.add_argument("--jobs", type=int, default=d.jobs, help="folds trained at once, one process and thread each")
-    p.add_argument("--studio-only", action="store_true", help="train without the real recording conditions (level, room, noise, telephone)")
+    p.add_argument("--only", type=_ints, help="run only these folds (1-based, comma-separated): to compare recipes in less time")
+    p.add_argument("--model", choices=("cnn", "mlp"), default=d.model, help="the served log-mel CNN, or the MFCC-statistics MLP baseline")
+    p.add_argument("--speed", type=float, default=da.speed, help="speed perturbation range (tempo and pitch); 0 disables")
+    p.add_argument("--pitch", type=float, default=da.pitch, help="mel-axis warp range (pitch and formants, not tempo); 0 disables")
+    p.add_argument("--mixup", type=float, default=da.mixup_alpha, help="mixup alpha; 0 disables")
+    p.add_argument("--conditions", type=_kinds, default=KINDS, metavar="KIND,...",
+                   help=f"recording conditions to train under, of {','.join(KINDS)}; 'none' for the studio alone")
+    p.add_argument("--studio-only", action="store_true", help="train without the real recording conditions: --conditions none")
     p.add_argument("--ensemble", action="store_true", help="also save the fold models as one servable ensemble")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    augment = replace(d.train.augment, recordings=STUDIO) if a.studio_only else d.train.augment
+    recordings = STUDIO if a.studio_only else da.recordings.keeping(a.conditions)
+    augment = replace(da, speed=a.speed, pitch=a.pitch, mixup_alpha=a.mixup, recordings=recordings)
     train = replace(d.train, seeds=a.seeds, epochs=a.epochs, patience=a.patience, max_clips=a.max_clips, threads=a.threads,
                     augment=augment)  # fmt: skip
-    folds = FoldsConfig(folds=a.folds, val_actors=a.val_actors, ensemble=a.ensemble, jobs=a.jobs, train=train)
-    r = cross_validate(a.data, a.out, folds)
-    print(json.dumps({"folds": a.folds, "accuracy_mean": r["accuracy"]["mean"], "accuracy_std": r["accuracy"]["std"],
+    folds = FoldsConfig(folds=a.folds, val_actors=a.val_actors, model=a.model, only=a.only, ensemble=a.ensemble, jobs=a.jobs,
+                        train=train)  # fmt: skip
+    try:
+        r = cross_validate(a.data, a.out, folds)
+    except ValueError as e:
+        p.error(str(e))
+    print(json.dumps({"folds": a.folds, "only": a.only, "model": a.model, "accuracy_mean": r["accuracy"]["mean"], "accuracy_std": r["accuracy"]["std"],
                       "macro_f1_mean": r["macro_f1"]["mean"], "macro_f1_std": r["macro_f1"]["std"],
                       "pooled_accuracy": r["pooled"]["accuracy"], "per_sex": r["per_sex"], "conditions": r["conditions"],
                       "chance_accuracy": r["chance_accuracy"], "seconds": r["seconds"]}))  # fmt: skip
