@@ -97,7 +97,7 @@ def test_each_augmentation_and_condition_can_be_set_apart(monkeypatch: pytest.Mo
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    (["--conditions", "level,echo"], "unknown condition echo: choose from level,room,noise,telephone, or none"),
+    (["--conditions", "level,echo"], "unknown recording condition 'echo'; choose from level, room, noise, telephone. Or none."),
     (["--model", "svm"], "invalid choice: 'svm'"),
 ])  # fmt: skip
 def test_unknown_options_are_refused_with_the_choices(options: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

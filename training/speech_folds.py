@@ -427,8 +427,10 @@ def _ints(text: str) -> tuple[int, ...]:
 def _kinds(text: str) -> tuple[str, ...]:
     """``--conditions``: kinds of :data:`training.conditions.KINDS`, comma-separated, or 'none'."""
     kinds = () if text.strip() == "none" else tuple(k.strip() for k in text.split(",") if k.strip())
-    if unknown := sorted(set(kinds) - set(KINDS)):
-        raise argparse.ArgumentTypeError(f"unknown condition {', '.join(unknown)}: choose from {','.join(KINDS)}, or none")
+    try:
+        STUDIO.keeping(kinds)  # its check of the names
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{e} Or none.") from None
     return kinds
 
 
