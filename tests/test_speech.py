@@ -40,7 +40,7 @@ from preprocessing.recording import probe
 from preprocessing.windows import read_windows
 from training import ravdess
 from training.metrics import accuracy, confusion_matrix, macro_f1, per_class_recall, report
-from training.ravdess import EMOTIONS_8, derive_split, parse_name
+from training.ravdess import EMOTIONS_8, actor_groups, derive_split, parse_name
 from training.speech import (
     Augment,
     TrainConfig,
@@ -208,6 +208,13 @@ def test_parse_name_reads_the_seven_fields() -> None:
 def test_parse_name_rejects_bad_names(name: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         parse_name(name)
+
+
+def test_actor_groups_count_each_actor_and_sex_apart() -> None:
+    truth, predicted = np.array([0, 1, 2, 3, 4]), np.array([0, 1, 0, 3, 0])
+    groups = actor_groups(truth, predicted, [3, 3, 16, 16, 5])
+    assert groups["per_actor"] == {"actor 03 (male)": 1.0, "actor 05 (male)": 0.0, "actor 16 (female)": 0.5}
+    assert groups["per_sex"] == {"female": 0.5, "male": 0.6667}
 
 
 def test_labels_are_the_emotion_codes_in_order() -> None:

@@ -47,6 +47,7 @@ import soundfile
 
 from models.emotions import RAVDESS
 from preprocessing.audio_features import SAMPLE_RATE
+from training.metrics import per_group
 from training.trials import SubjectSplit
 
 __all__ = [
@@ -112,7 +113,7 @@ class Clip:
 
     @property
     def sex(self) -> str:
-        return "male" if self.actor % 2 else "female"
+        return sex_of(self.actor)
 
     @property
     def emotion_name(self) -> str:
@@ -122,6 +123,17 @@ class Clip:
     def label(self) -> int:
         """Class index in :data:`EMOTIONS_8` (the model's output order)."""
         return self.emotion - 1
+
+
+def sex_of(actor: int) -> str:
+    """RAVDESS: odd actors are male, even ones female."""
+    return "male" if actor % 2 else "female"
+
+
+def actor_groups(truth: np.ndarray, predicted: np.ndarray, actors: Sequence[int]) -> dict[str, dict[str, float]]:
+    """Accuracy per actor ('actor 03 (male)') and per sex of clips (n,) spoken by ``actors`` (n,)."""
+    return {"per_actor": per_group(truth, predicted, [f"actor {a:02d} ({sex_of(a)})" for a in actors]),
+            "per_sex": per_group(truth, predicted, [sex_of(a) for a in actors])}  # fmt: skip
 
 
 def parse_name(path: str | Path) -> Clip:

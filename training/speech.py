@@ -69,8 +69,8 @@ from preprocessing.audio_features import SAMPLE_RATE, LogMelSpec, MfccSpec, cut_
 from training.conditions import STUDIO, RealRecordings, degrade
 from training.loop import Epoch, FitConfig, Score, TrainBatch, best_epoch, predict_proba
 from training.loop import fit as fit_loop
-from training.metrics import format_confusion, per_group, report
-from training.ravdess import EMOTIONS_8, LICENCE, Clip, derive_split, load_audio, read_clips
+from training.metrics import format_confusion, report
+from training.ravdess import EMOTIONS_8, LICENCE, Clip, actor_groups, derive_split, load_audio, read_clips
 from training.report import write_report
 
 __all__ = ["Augment", "TrainConfig", "evaluate", "fit", "main", "mixup", "recalibrate_batch_norm", "train"]
@@ -337,14 +337,17 @@ def evaluate(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, n_crops: int)
     }
 
 
+def predict_clips(model: torch.nn.Module, x: np.ndarray, n_crops: int) -> np.ndarray:
+    """Class of each clip (n,), its ``n_crops`` windows' softmax averaged; ``x`` (n * n_crops, ...) as
+    :func:`features` makes them."""
+    return predict_proba(model, (x,)).reshape(len(x) // n_crops, n_crops, -1).mean(axis=1).argmax(1)
+
+
 def group_accuracy(model: torch.nn.Module, x: np.ndarray, clips: Sequence[Clip], n_crops: int) -> dict[str, dict[str, float]]:
     """Accuracy per actor and per sex (RAVDESS: odd actors male, even female) of ``clips``,
     whose features ``x`` are as :func:`evaluate` takes them."""
-    predicted = predict_proba(model, (x,)).reshape(len(clips), n_crops, -1).mean(axis=1).argmax(1)
     truth = np.array([c.label for c in clips])
-    actors = [f"actor {c.actor:02d} ({'female' if c.actor % 2 == 0 else 'male'})" for c in clips]
-    sexes = ["female" if c.actor % 2 == 0 else "male" for c in clips]
-    return {"per_actor": per_group(truth, predicted, actors), "per_sex": per_group(truth, predicted, sexes)}
+    return actor_groups(truth, predict_clips(model, x, n_crops), [c.actor for c in clips])
 
 
 def measure_groups(data: str | Path, weights: str | Path = SPEECH_WEIGHTS) -> dict[str, dict[str, float]]:

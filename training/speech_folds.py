@@ -63,11 +63,11 @@ from models.parameters import count_parameters
 from models.speech import SpeechEnsemble, speech_card
 from preprocessing.audio_features import SAMPLE_RATE
 from training.conditions import CONDITIONS, KINDS, STUDIO
-from training.loop import best_epoch, predict_proba
-from training.metrics import per_group, report
-from training.ravdess import EMOTIONS_8, LICENCE, Clip, load_audio, read_clips
+from training.loop import best_epoch
+from training.metrics import report
+from training.ravdess import EMOTIONS_8, LICENCE, Clip, actor_groups, load_audio, read_clips
 from training.report import write_report
-from training.speech import TrainConfig, _select, evaluate, even_windows, features, fit
+from training.speech import TrainConfig, _select, evaluate, even_windows, features, fit, predict_clips
 from training.trials import SubjectSplit
 
 __all__ = ["FoldsConfig", "actor_folds", "cross_validate", "main", "save_ensemble", "summarise"]
@@ -96,11 +96,6 @@ class FoldsConfig:
 
 # ---------------------------------------------------------------------------------------------
 # Folds
-
-
-def _sex(actor: int) -> str:
-    """RAVDESS: odd actors are male, even ones female."""
-    return "male" if actor % 2 else "female"
 
 
 def _deal(actors: Sequence[int], n_folds: int) -> list[tuple[int, ...]]:
@@ -145,33 +140,17 @@ def actor_folds(actors: Sequence[int], n_folds: int = 5, n_val: int = 3) -> list
 # One fold
 
 
-def _actor_group(actor: int) -> str:
-    """The per-actor key of :func:`training.speech.group_accuracy`: 'actor 03 (male)'."""
-    return f"actor {actor:02d} ({_sex(actor)})"
-
-
-def _predicted(model: torch.nn.Module, x: np.ndarray, n_crops: int) -> np.ndarray:
-    """Class of each clip (n,), its ``n_crops`` windows' softmax averaged; ``x`` (n * n_crops, rows, 156)."""
-    return predict_proba(model, (x,)).reshape(len(x) // n_crops, n_crops, -1).mean(axis=1).argmax(1)
-
-
 def _under_conditions(kind: str, model: torch.nn.Module, audio: Sequence[np.ndarray], truth: np.ndarray, cfg: TrainConfig,
                       seed: int, chunk: int = 64) -> dict[str, float]:  # fmt: skip
     """Accuracy on clips (``audio``, labels ``truth``) under each of :data:`training.conditions.CONDITIONS`,
     ``cfg.eval_crops`` windows averaged; ``chunk`` clips at a time, to keep memory small."""
     out = {}
     for condition in CONDITIONS:
-        predicted = np.concatenate([_predicted(model, features(kind, condition.apply(even_windows(audio[i : i + chunk], cfg.eval_crops),
+        predicted = np.concatenate([predict_clips(model, features(kind, condition.apply(even_windows(audio[i : i + chunk], cfg.eval_crops),
                                                                                          SAMPLE_RATE, seed + i), cfg), cfg.eval_crops)
                                     for i in range(0, len(audio), chunk)])  # fmt: skip
         out[condition.name] = round(float(np.mean(predicted == truth)), 4)
     return out
-
-
-def _groups(truth: np.ndarray, predicted: np.ndarray, actors: Sequence[int]) -> dict[str, dict[str, float]]:
-    """Accuracy per actor and per sex of clips (n,) spoken by ``actors`` (n,)."""
-    return {"per_actor": per_group(truth, predicted, [_actor_group(a) for a in actors]),
-            "per_sex": per_group(truth, predicted, [_sex(a) for a in actors])}  # fmt: skip
 
 
 def _fold(k: int, split: SubjectSplit, clips: list[Clip], audio: list[np.ndarray], cfg: TrainConfig, kind: str = "cnn"
@@ -202,12 +181,12 @@ def _fold(k: int, split: SubjectSplit, clips: list[Clip], audio: list[np.ndarray
                      "validation_accuracy": round(best.val_acc, 4), "seconds": round(history[-1].seconds, 1)})  # fmt: skip
     model = members[0] if len(members) == 1 else SpeechEnsemble(members)
     test = evaluate(model, x["test"], y["test"], cfg.eval_crops)
-    predicted = _predicted(model, x["test"], cfg.eval_crops)
+    predicted = predict_clips(model, x["test"], cfg.eval_crops)
     conditions = _under_conditions(kind, model, [audio[i] for i in idx["test"]], y["test"], cfg, seed=1000 * k)
     figures = {
         "fold": k, "actors": split.to_dict(), "clips": {name: len(ix) for name, ix in idx.items()},
         "accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "single_window_accuracy": test["single_window"]["accuracy"],
-        **_groups(y["test"], predicted, [clips[i].actor for i in idx["test"]]),
+        **actor_groups(y["test"], predicted, [clips[i].actor for i in idx["test"]]),
         "conditions": conditions, "report": test, "members": runs, "seconds": round(time.perf_counter() - t0, 1),
     }  # fmt: skip
     return figures, members, predicted
@@ -276,7 +255,7 @@ def summarise(folds: list[dict], truth: np.ndarray, predicted: np.ndarray, actor
         "spread_what": "over folds, each fold's CNN on its own test actors; std with n - 1",
         "pooled": {**pooled, "single_window_accuracy": round(windows, 4),
                    "what": "every tested clip of every fold together, each classified by the fold that never heard its actor"},
-        **_groups(truth, predicted, actors.tolist()),
+        **actor_groups(truth, predicted, actors.tolist()),
         "conditions": conditions,
         "conditions_what": "pooled accuracy of the test clips degraded by each condition (training.conditions.CONDITIONS), "
                            "each fold's CNN on its own test actors",
