@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import copy
 import io
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from training.loop import FitConfig, best_epoch, fit, predict_proba
+from training.loop import FitConfig, best_epoch, class_weights, fit, predict_proba
 from training.progress import batches
 
 
@@ -79,6 +80,30 @@ def test_fit_trains_on_the_targets_train_batch_makes_and_scores_against_the_labe
     assert plain[-1].val_acc > 0.9 and plain[-1].lr < plain[0].lr == cfg.lr  # default: cosine decay from cfg.lr
     assert misled[-1].val_acc == 0.5 and misled[-1].train_acc == 0.5, "always class 0: right on half the labels"
     assert (predict_proba(model, _task()[0]).argmax(1) == 0).all()
+
+
+def test_class_weights_weigh_rare_classes_more_and_keep_the_mean_weight_at_1() -> None:
+    labels = np.array([0] * 16 + [1] * 1 + [2] * 4)
+    assert class_weights(labels, 3, 0.0) == (1.0, 1.0, 1.0)
+    sqrt = np.array(class_weights(labels, 3, 0.5))
+    assert sqrt[1] / sqrt[0] == pytest.approx(4, rel=1e-3) and sqrt[2] / sqrt[0] == pytest.approx(2, rel=1e-3)
+    balanced = np.array(class_weights(labels, 3, 1.0))
+    assert balanced * np.bincount(labels) == pytest.approx([7, 7, 7], rel=1e-3), "each class weighs as much in all"
+    assert np.mean(sqrt[labels]) == pytest.approx(1, rel=1e-3)
+    with pytest.raises(ValueError, match=r"class \[3\]"):
+        class_weights(labels, 4, 0.5)
+
+
+def test_class_weights_tip_a_task_with_no_signal_towards_the_heavier_class() -> None:
+    rng = np.random.default_rng(1)
+    noise = (rng.normal(0, 1, (128, 4)).astype(np.float32),), (np.arange(128) % 2).astype(np.int64)  # labels unrelated to x
+    cfg = FitConfig(epochs=5, patience=5, batch_size=16, lr=0.05)
+    predicted = {}
+    for weights in [(1.0, 1.0), (1.0, 9.0)]:
+        torch.manual_seed(0)
+        model, _ = fit(torch.nn.Linear(4, 2), noise, noise, replace(cfg, class_weights=weights))
+        predicted[weights] = float(np.mean(predict_proba(model, noise[0]).argmax(1) == 1))
+    assert predicted[(1.0, 9.0)] > 0.95 and predicted[(1.0, 1.0)] < 0.8, predicted
 
 
 def test_fit_settings_are_taken_from_a_trainers_config_by_name() -> None:

