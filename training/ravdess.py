@@ -57,6 +57,8 @@ __all__ = [
     "LICENCE",
     "Clip",
     "PAPER_SPLIT",
+    "actor_groups",
+    "sex_of",
     "parse_name",
     "read_clips",
     "derive_split",

@@ -73,7 +73,7 @@ from training.metrics import format_confusion, report
 from training.ravdess import EMOTIONS_8, LICENCE, Clip, actor_groups, derive_split, load_audio, read_clips
 from training.report import write_report
 
-__all__ = ["Augment", "TrainConfig", "evaluate", "fit", "main", "mixup", "recalibrate_batch_norm", "train"]
+__all__ = ["Augment", "TrainConfig", "evaluate", "fit", "main", "mixup", "predict_clips", "recalibrate_batch_norm", "train"]
 
 log = logging.getLogger("training.speech")
 
