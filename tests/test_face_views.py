@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from models.face_expression import load_fer_mini_xception
-from models.face_views import SERVED_SCALES, TestTimeViews
+from models.face_views import SERVED_SCALES
+from models.face_views import TestTimeViews as Views  # not "Test...": pytest would try to collect it
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def crops(n: int = 3) -> torch.Tensor:
 
 def test_one_unzoomed_view_is_the_network_alone(port) -> None:
     x = crops()
-    one = TestTimeViews(port, (1.0,), 64, mirror=False)
+    one = Views(port, (1.0,), 64, mirror=False)
     assert torch.allclose(one.views(x)[0], x.to(torch.float32), atol=1e-3), "zoom 1 samples every pixel at its centre"
     assert torch.allclose(one(x).softmax(-1), port(x).softmax(-1), atol=1e-5)
 
@@ -29,18 +30,18 @@ def test_one_unzoomed_view_is_the_network_alone(port) -> None:
 def test_a_zoom_shows_the_centre_and_the_mirror_flips_it() -> None:
     x = torch.zeros(1, 64, 64, dtype=torch.uint8)
     x[:, 16:48, 16:48] = 200  # a bright square of half the side, in the middle
-    plain, mirrored = TestTimeViews(torch.nn.Identity(), (2.0,), 64).views(x)
+    plain, mirrored = Views(torch.nn.Identity(), (2.0,), 64).views(x)
     assert plain[0, 4:60, 4:60].min() > 190, "zoom 2: the centre half fills the view"
     x[:, 16:48, 16:24] = 0  # its left quarter dark
-    plain, mirrored = TestTimeViews(torch.nn.Identity(), (2.0,), 64).views(x)
+    plain, mirrored = Views(torch.nn.Identity(), (2.0,), 64).views(x)
     assert plain[0, 32, :8].max() < 10 and plain[0, 32, -8:-2].min() > 190
     assert torch.allclose(mirrored, plain.flip(-1), atol=1e-3)
-    out = TestTimeViews(torch.nn.Identity(), (0.5,), 64, mirror=False).views(x)
+    out = Views(torch.nn.Identity(), (0.5,), 64, mirror=False).views(x)
     assert out[0, 0, 0, 0] == 0 and out[0, 0, 32, 32] > 190, "zoom 0.5: the whole crop in the middle half, the border repeated"
 
 
 def test_the_served_views_answer_a_face_and_its_mirror_alike(port) -> None:
-    served = TestTimeViews(port, SERVED_SCALES, 64).eval()
+    served = Views(port, SERVED_SCALES, 64).eval()
     x = crops(4)
     assert served.n_views == 2 * len(SERVED_SCALES)
     out = served(x)
@@ -52,6 +53,6 @@ def test_the_served_views_answer_a_face_and_its_mirror_alike(port) -> None:
 
 def test_scales_must_be_positive(port) -> None:
     with pytest.raises(ValueError, match="positive"):
-        TestTimeViews(port, (), 64)
+        Views(port, (), 64)
     with pytest.raises(ValueError, match="positive"):
-        TestTimeViews(port, (1.0, -0.5), 64)
+        Views(port, (1.0, -0.5), 64)
