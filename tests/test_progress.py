@@ -66,6 +66,18 @@ def test_fit_follows_the_schedule_runs_after_epoch_before_validation_and_keeps_t
     assert [e.to_dict()["val_acc"] for e in history] == [0.5, 0.7, 0.7, 0.6, 0.6]
 
 
+def test_without_validation_every_epoch_runs_and_the_last_is_kept() -> None:
+    torch.manual_seed(0)
+    states: list[dict] = []
+    cfg = FitConfig(epochs=4, patience=1, batch_size=16, lr=0.1)
+    model, history = fit(torch.nn.Linear(4, 2), _task(), None, cfg, after_epoch=lambda m: states.append(copy.deepcopy(m.state_dict())))
+    assert [e.epoch for e in history] == [1, 2, 3, 4], "patience does not stop a run with nothing to judge it by"
+    assert all(np.isnan(e.val_acc) and np.isnan(e.val_loss) for e in history)
+    assert best_epoch(history) is history[-1]
+    assert all(torch.equal(v, states[-1][k]) for k, v in model.state_dict().items()), "the last epoch's weights"
+    assert float(np.mean(predict_proba(model, _task()[0]).argmax(1) == _task()[1])) > 0.9, "and it learnt"
+
+
 def test_fit_trains_on_the_targets_train_batch_makes_and_scores_against_the_labels() -> None:
     def only_class_0(arrays: list[np.ndarray], labels: torch.Tensor, rng: np.random.Generator) -> tuple[tuple[torch.Tensor], torch.Tensor]:
         target = torch.zeros(len(labels), 2)

@@ -54,7 +54,15 @@ def test_five_folds_mix_the_sexes_of_the_19_actors() -> None:
     assert all(len(f.train) in (12, 13) for f in folds)
 
 
-@pytest.mark.parametrize(("actors", "n_folds", "n_val"), [([1, 2, 3], 5, 1), ([1, 2, 3, 4], 2, 2), (PRESENT, 1, 3), (PRESENT, 5, 0)])
+def test_without_validation_actors_each_fold_trains_on_every_actor_it_does_not_test() -> None:
+    folds = actor_folds(PRESENT, 5, 0)
+    assert [f.test for f in folds] == [f.test for f in actor_folds(PRESENT)], "the same test actors as with validation"
+    for f in folds:
+        assert f.val == () and sorted(f.train + f.test) == PRESENT
+    assert [len(f.train) for f in folds] == [15, 15, 15, 15, 16]
+
+
+@pytest.mark.parametrize(("actors", "n_folds", "n_val"), [([1, 2, 3], 5, 1), ([1, 2, 3, 4], 2, 2), (PRESENT, 1, 3), (PRESENT, 5, -1), ([1, 2], 3, 0)])
 def test_too_few_actors_or_folds_are_refused(actors: list[int], n_folds: int, n_val: int) -> None:
     with pytest.raises(ValueError, match="folds|too few"):
         actor_folds(actors, n_folds, n_val)
@@ -216,6 +224,19 @@ def test_measuring_groups_refuses_a_cross_validations_models(short_run: tuple[Pa
     with pytest.raises(ValueError, match="cross-validation.*no unheard actors"):
         speech.measure_groups(REAL_DATA, out)
     assert (out / "speech.card.json").read_text() == card_before, "the card is left as it was"
+
+
+@needs_real_data
+def test_a_fold_without_validation_actors_runs_every_epoch_and_keeps_the_last(tmp_path: Path) -> None:
+    with contextlib.redirect_stdout(io.StringIO()):
+        argv = ["--data", str(REAL_DATA), "--out", str(tmp_path), "--folds", "3", "--only", "1", "--model", "mlp", "--max-clips", "120",
+                "--val-actors", "0"]  # fmt: skip
+        assert speech_folds.main(argv) == 0
+    fold = json.loads((tmp_path / "speech_folds.json").read_text())["folds"][0]
+    assert fold["actors"]["val"] == [] and fold["clips"]["val"] == 0
+    assert fold["clips"]["train"] + fold["clips"]["test"] == 120, "every clip it does not test trains it"
+    member = fold["members"][0]
+    assert member["validation_accuracy"] is None and member["epochs_run"] == member["best_epoch"] == speech.TrainConfig().baseline_epochs
 
 
 @needs_real_data

@@ -3,6 +3,8 @@
 Deterministic: the same seed, data and thread count give the same weights. Every epoch logs one
 line of learning rate, train and validation loss and accuracy, and the weights of the best
 validation accuracy (ties: lower validation loss) are the ones returned (:func:`best_epoch`).
+Without validation data every epoch runs and the last one's weights are returned, for a
+schedule whose length was chosen beforehand (the speech folds' ``--val-actors 0``).
 
 Trainers adapt it through hooks rather than loops of their own: ``batch`` and ``logits`` shape
 the model's inputs and outputs, ``train_batch`` makes training batches that evaluation does not
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, astuple, dataclass, fields
@@ -124,7 +127,9 @@ class Epoch:
 
 def best_epoch(history: Sequence[Epoch]) -> Epoch:
     """The epoch whose weights :func:`fit` returns: best validation accuracy, then lower
-    validation loss, then the earlier one."""
+    validation loss, then the earlier one; the last, where there was no validation."""
+    if all(math.isnan(e.val_acc) for e in history):
+        return history[-1]
     return max(history, key=lambda e: (e.val_acc, -e.val_loss))
 
 
@@ -199,7 +204,7 @@ def _train_epoch(
 def fit(
     model: torch.nn.Module,
     train: tuple[Sequence[np.ndarray], np.ndarray],
-    val: tuple[Sequence[np.ndarray], np.ndarray],
+    val: tuple[Sequence[np.ndarray], np.ndarray] | None,
     cfg: FitConfig,
     batch: Batch = as_tensors,
     logits: Logits = _itself,
@@ -216,6 +221,8 @@ def fit(
     train, val : (inputs, labels)
         ``inputs``: arrays whose first axis runs over the N examples (the model's positional
         inputs, or what ``train_batch`` makes them from); ``labels``: (N,) class indices.
+        ``val`` None: no validation; all ``cfg.epochs`` run and the last epoch's weights are
+        returned (its figures are NaN in the history).
     batch : Batch
         Turns a batch's arrays into the model's inputs; gets a generator in training, None in
         evaluation, so it can augment only the former.
@@ -233,7 +240,6 @@ def fit(
         need not be one per input row (several windows of one clip, say).
     """
     rng = np.random.default_rng(cfg.seed)  # torch's generator: seeded by the caller, before building the model
-    x_val, y_val = val
     make = train_batch or _with_labels(batch)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = _schedule(opt, cfg, lr_factor)
@@ -245,10 +251,12 @@ def fit(
         if after_epoch is not None:
             after_epoch(model)
         sched.step()
-        val_loss, val_acc = score(predict_proba(model, x_val, batch, logits), y_val)
+        val_loss, val_acc = score(predict_proba(model, val[0], batch, logits), val[1]) if val else (math.nan, math.nan)
         row = Epoch(epoch, lr, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - start)
         history.append(row)
         log.info("epoch %3d  lr %.5f  train loss %.3f acc %.3f  val loss %.3f acc %.3f  (%.0f s)", *astuple(row))
+        if val is None:
+            continue
         if best_epoch(history) is row:
             best_state, stale = copy.deepcopy(model.state_dict()), 0
         else:
@@ -256,5 +264,6 @@ def fit(
             if stale >= cfg.patience:
                 log.info("no better validation accuracy for %d epochs: stopping", cfg.patience)
                 break
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     return model.eval(), history

@@ -276,8 +276,8 @@ def fit(
     kind: str,
     train_audio: Sequence[np.ndarray],
     y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
+    x_val: np.ndarray | None,
+    y_val: np.ndarray | None,
     cfg: TrainConfig,
     seed: int,
 ) -> tuple[torch.nn.Module, list[Epoch]]:
@@ -292,6 +292,7 @@ def fit(
     x_val : ndarray of float32, shape (n_val * eval_crops, rows, 156)
         Features of the validation clips' evenly spread windows, clip by clip.
     y_val : ndarray of int64, shape (n_val,)
+        Both None: no validation, all ``epochs`` run and the last is kept.
 
     Returns
     -------
@@ -311,7 +312,7 @@ def fit(
     x_clean = features(kind, even_windows(train_audio, 1), cfg)  # one centred window per clip, for recalibration
     opt = replace(FitConfig.of(cfg), epochs=epochs, lr=lr, seed=seed)  # patience, batch size, weight decay, smoothing: cfg's
     return fit_loop(
-        model, ((np.arange(len(train_audio)),), y_train), ((x_val,), y_val), opt,
+        model, ((np.arange(len(train_audio)),), y_train), None if x_val is None else ((x_val,), y_val), opt,
         train_batch=_training_batches(kind, train_audio, cfg, aug, gen),
         lr_factor=lambda epoch: _lr_factor(epoch, cfg, epochs),
         after_epoch=lambda trained: recalibrate_batch_norm(trained, x_clean),

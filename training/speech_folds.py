@@ -11,6 +11,7 @@ theirs; here every actor is tested once, by a CNN that never heard them:
   and the folds differ in size by one at most (19 actors, 5 folds: four of 4 actors and one of 3);
 - fold k tests on its actors and trains on all the others but ``val_actors`` of them (both
   sexes, taken from the next folds), whose clips choose the epoch kept (early stopping);
+  ``val_actors`` 0 trains on every other actor for all ``epochs`` and keeps the last;
 - each fold trains the very CNN :func:`training.speech.train` trains, with the same
   :func:`training.speech.fit`, windows, augmentation and :class:`~training.speech.TrainConfig`
   (one CNN per seed of ``seeds``, softmaxes averaged).
@@ -82,7 +83,7 @@ class FoldsConfig:
     """How the actors are split into folds; the training of each fold is ``train``'s."""
 
     folds: int = 5
-    val_actors: int = 3  # training actors of each fold whose clips choose its epoch (both sexes)
+    val_actors: int = 3  # training actors of each fold whose clips choose its epoch (both sexes); 0: none, the last epoch is kept
     model: str = "cnn"  # what each fold trains: the log-mel CNN, or "mlp", the MFCC-statistics baseline
     only: tuple[int, ...] | None = None  # run only these folds (1-based), to compare recipes in less time
     ensemble: bool = False  # also save the fold models as one SpeechEnsemble (OUT/speech.pt, card)
@@ -116,16 +117,17 @@ def actor_folds(actors: Sequence[int], n_folds: int = 5, n_val: int = 3) -> list
     """The train, validation and test actors of each fold; every actor is tested in exactly one.
 
     Deterministic: the same actors give the same folds. 19 actors, 5 folds, 3 validation actors:
-    test 4 actors (3 in the last fold), validation 3, train 12 (13).
+    test 4 actors (3 in the last fold), validation 3, train 12 (13); no validation actor: train 15 (16).
 
     Raises
     ------
     ValueError
-        If there are fewer than 2 folds, or too few actors for every fold to train on one.
+        If there are fewer than 2 folds, a negative count of validation actors, or too few actors for
+        every fold to train on one.
     """
     actors = sorted(set(actors))
-    if n_folds < 2 or n_val < 1:
-        raise ValueError(f"cross-validation needs 2 folds or more and a validation actor (got {n_folds} folds, {n_val}).")
+    if n_folds < 2 or n_val < 0:
+        raise ValueError(f"cross-validation needs 2 folds or more and 0 validation actors or more (got {n_folds} folds, {n_val}).")
     if n_folds > len(actors) or len(actors) - math.ceil(len(actors) / n_folds) - n_val < 1:
         raise ValueError(f"{len(actors)} actors are too few for {n_folds} folds with {n_val} validation actors each.")
     tests = _deal(actors, n_folds)
@@ -171,14 +173,16 @@ def _fold(k: int, split: SubjectSplit, clips: list[Clip], audio: list[np.ndarray
     t0 = time.perf_counter()
     idx = split.indices(np.array([c.actor for c in clips]))
     y = {name: np.array([clips[i].label for i in ix], np.int64) for name, ix in idx.items()}
-    x = {name: features(kind, even_windows([audio[i] for i in idx[name]], cfg.eval_crops), cfg) for name in ("val", "test")}
+    x = {name: features(kind, even_windows([audio[i] for i in idx[name]], cfg.eval_crops), cfg) if len(idx[name]) else None
+         for name in ("val", "test")}  # fmt: skip
     members, runs = [], []
     for seed in cfg.seeds:
-        model, history = fit(kind, [audio[i] for i in idx["train"]], y["train"], x["val"], y["val"], cfg, seed)
+        model, history = fit(kind, [audio[i] for i in idx["train"]], y["train"], x["val"], y["val"] if len(y["val"]) else None, cfg, seed)
         best = best_epoch(history)
         members.append(model)
         runs.append({"seed": seed, "best_epoch": best.epoch, "epochs_run": len(history),
-                     "validation_accuracy": round(best.val_acc, 4), "seconds": round(history[-1].seconds, 1)})  # fmt: skip
+                     "validation_accuracy": None if math.isnan(best.val_acc) else round(best.val_acc, 4),
+                     "seconds": round(history[-1].seconds, 1)})  # fmt: skip
     model = members[0] if len(members) == 1 else SpeechEnsemble(members)
     test = evaluate(model, x["test"], y["test"], cfg.eval_crops)
     predicted = predict_clips(model, x["test"], cfg.eval_crops)
@@ -424,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="the ravdess-speech folder (labels.csv, Actor_XX/)")
     p.add_argument("--out", required=True, help=f"folder for {RESULTS} (and speech.pt, speech.card.json with --ensemble)")
     p.add_argument("--folds", type=int, default=d.folds, help="folds of actors; each actor is tested in one")
-    p.add_argument("--val-actors", type=int, default=d.val_actors, help="training actors of each fold that choose its epoch")
+    p.add_argument("--val-actors", type=int, default=d.val_actors, help="training actors of each fold that choose its epoch; 0: train on all the others, keep the last epoch")
     p.add_argument("--seeds", type=_ints, default=d.train.seeds, help="one CNN per seed and fold, comma-separated")
     p.add_argument("--epochs", type=int, default=d.train.epochs, help="most epochs per CNN (early stopping may end sooner)")
     p.add_argument("--patience", type=int, default=d.train.patience)
