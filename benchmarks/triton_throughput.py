@@ -240,11 +240,16 @@ def ensure_built(repository: Path) -> None:
         subprocess.run([sys.executable, "-m", "emofuse.cli", "repo", "build", "--out", str(repository)], check=True, cwd=ROOT)
 
 
-def served(url: str) -> tuple[dict[str, dict], dict[str, str]]:
-    """Config (as JSON) and version of every model Triton has ready."""
+def served(url: str, repository: Path) -> tuple[dict[str, dict], dict[str, str]]:
+    """Config (as JSON) and version of every model of ``repository`` that Triton has ready.
+
+    The models are those of the folder, not of Triton's repository index: a Triton started by
+    emofuse answers that (model-control) API only to its own watchdog.
+    """
     with grpcclient.InferenceServerClient(url) as client:
-        index = client.get_model_repository_index(as_json=True).get("models", [])
-        versions = {m["name"]: m["version"] for m in index if m.get("state") == "READY"}
+        names = sorted(p.parent.name for p in repository.glob("*/config.pbtxt"))
+        metadata = {name: client.get_model_metadata(name, as_json=True) for name in names if client.is_model_ready(name)}
+        versions = {name: m["versions"][-1] for name, m in metadata.items()}
         return {name: client.get_model_config(name, as_json=True)["config"] for name in versions}, versions
 
 
@@ -308,7 +313,7 @@ def measure_ensemble(
 
 def measure(url: str, repository: Path, windows: list[Window], trial: Trial, seconds: float, rounds: int) -> dict[str, Result]:
     """Measure every ensemble Triton serves whose inputs a client mode (or the trial analysis) makes."""
-    configs, versions = served(url)
+    configs, versions = served(url, repository)
     results = {}
     with EmotionClient(url) as client:
         analyzer = Analyzer(client)

@@ -4,7 +4,8 @@ The wheel carries a complete ``tritonserver`` (2.51) with its shared libraries a
 backend, but no model runtimes of its own: emofuse's models run in Python-backend models
 (ONNX Runtime inside). :class:`TritonServer` prepares a backend directory with the backend stub
 built for this interpreter, starts the binary on the ports asked for, waits until every model is
-ready, and stops it on exit or signal::
+ready, keeps a :class:`~emofuse.triton_watchdog.Watchdog` that restarts a model whose process
+died, and stops it on exit or signal::
 
     with TritonServer("model_repository") as server:
         client = EmotionClient(server.grpc_url)
@@ -15,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -29,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from serving.errors import TritonUnavailable
+
+from .triton_watchdog import CONTROL_HEADER, Watchdog
 
 __all__ = ["TritonPorts", "TritonServer", "die_with_parent", "free_port"]
 
@@ -116,6 +120,8 @@ class TritonServer:
         self._workdir = Path(tempfile.mkdtemp(prefix="emofuse-triton-"))
         self.log_path = Path(log_path) if log_path else self._workdir / "tritonserver.log"
         self._process: subprocess.Popen | None = None
+        self._control_key = secrets.token_urlsafe(24)  # opens the model-control API to the watchdog alone
+        self.watchdog: Watchdog | None = None
 
     @property
     def grpc_url(self) -> str:
@@ -134,13 +140,19 @@ class TritonServer:
         return [
             str(binary),
             f"--model-repository={self.model_repository}",
-            f"--backend-directory={_backend_dir(self._workdir / 'backends')}",
+            f"--backend-directory={self._workdir / 'backends'}",
             f"--grpc-port={self.ports.grpc}",
             f"--http-port={self.ports.http}",
             f"--metrics-port={self.ports.metrics}",
             "--allow-metrics=true",
             "--exit-on-error=true",  # a model that fails to load stops the server: no silent half-service
             "--log-verbose=0",
+            # Every model is loaded at start, and may be loaded again later: how the watchdog
+            # restarts a model whose process died. Only requests with the key may load or unload.
+            "--model-control-mode=explicit",
+            "--load-model=*",
+            f"--grpc-restricted-protocol=model-repository:{CONTROL_HEADER}={self._control_key}",
+            f"--http-restricted-api=model-repository:{CONTROL_HEADER}={self._control_key}",
         ]
 
     def _environment(self) -> dict[str, str]:
@@ -160,9 +172,14 @@ class TritonServer:
         TritonUnavailable
             The binary is missing, exited, or was not ready within ``timeout_s``; the message
             carries the end of its log.
+        RuntimeError
+            It is running already.
         """
+        if self.poll() is None:
+            raise RuntimeError(f"Triton is already running at {self.grpc_url}; stop it first.")
         if not self.model_repository.is_dir():
             raise TritonUnavailable(f"Model repository {self.model_repository} does not exist; run `emofuse repo build`.")
+        stub = _backend_dir(self._workdir / "backends") / "python" / "triton_python_backend_stub"
         log_file = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child, closed in stop()
         self._log_file = log_file
         log.info("starting Triton: grpc %d, http %d, metrics %d", self.ports.grpc, self.ports.http, self.ports.metrics)
@@ -180,6 +197,7 @@ class TritonServer:
         except BaseException:  # not ready, or a signal while it loads: stop it here, __exit__ will not run
             self.stop()
             raise
+        self.watchdog = Watchdog(self.http_url, stub, self._control_key).start()
         log.info("Triton ready at %s", self.grpc_url)
         return self
 
@@ -212,6 +230,8 @@ class TritonServer:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout_s``) and remove its work files."""
+        if self.watchdog is not None:  # first: it must not restart models while Triton unloads them
+            self.watchdog.stop()
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.terminate()

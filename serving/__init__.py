@@ -19,6 +19,7 @@ from .analysis import MODES, Analysis, Analyzer, Progress
 from .errors import (
     EmofuseError,
     InputError,
+    ModelCrashed,
     ModelError,
     NoFaceFound,
     NothingToJudge,
@@ -39,6 +40,7 @@ __all__ = [
     "EmofuseError",
     "EmotionClient",
     "InputError",
+    "ModelCrashed",
     "ModelError",
     "ModelInfo",
     "NoFaceFound",

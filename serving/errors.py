@@ -10,6 +10,7 @@ Hierarchy::
       + OutputError           the results cannot be written where asked: free space or choose another place
       + UpstreamError         the model server cannot answer: retry later, or tell an operator
           - TritonUnavailable not running, not reachable, or failed to start
+          |   - ModelCrashed  a model's process died, and no one restarted it in time
           - TritonTimeout     no answer within the client timeout
           - ModelError        the server answered with an error for this request
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 __all__ = [
     "EmofuseError",
     "InputError",
+    "ModelCrashed",
     "ModelError",
     "NoFaceFound",
     "NoVoiceFound",
@@ -80,6 +82,21 @@ class UpstreamError(EmofuseError):
 
 class TritonUnavailable(UpstreamError):
     """The Triton server is not running, not reachable, or did not start."""
+
+
+class ModelCrashed(TritonUnavailable):
+    """A model's process on the Triton server died; the server answers no request for it until
+    the model is loaded again (a Triton started by emofuse does that within seconds).
+
+    Attributes
+    ----------
+    model : str
+        The model whose process died (a step of the ensemble asked for, perhaps).
+    """
+
+    def __init__(self, message: str, model: str) -> None:
+        super().__init__(message)
+        self.model = model
 
 
 class TritonTimeout(UpstreamError):

@@ -1,0 +1,77 @@
+"""A model whose process dies is restarted: a real Triton, one of its stub processes killed.
+
+Triton 2.51 itself never restarts a dead Python-backend stub (the last test shows it); the
+watchdog of :class:`emofuse.triton_server.TritonServer` does, and the client sends refused
+requests again meanwhile. The tests run in file order on one server: the last stops its watchdog.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tritonclient.utils import InferenceServerException
+
+from emofuse.triton_server import TritonPorts, TritonServer
+from emofuse.triton_watchdog import stub_models, stub_processes
+from serving import EmotionClient, ModelCrashed
+from serving.triton_client import _upstream_error
+
+SPEECH_IN = {
+    "LOG_MEL": np.full((2, 64, 156), -40.0, np.float32),
+    "AUDIO_16K": (0.1 * np.sin(np.linspace(0, 2000, 57600))).astype(np.float32)[None].repeat(2, 0),
+}
+SPEECH_OUT = ["EMOTION_PROBS", "VOICE_PRESENT", "VOICED_FRACTION"]
+
+
+@pytest.fixture(scope="module")
+def server(repository: Path) -> Iterator[TritonServer]:
+    server = TritonServer(repository, ports=TritonPorts.free()).start()
+    yield server
+    server.stop(timeout_s=5)  # after a request failed on a dead stub, Triton waits 30 s for it when told to stop
+
+
+def _kill_stub(server: TritonServer, model: str) -> None:
+    pid = next(pid for pid, name in stub_processes(server.watchdog.stub).items() if name == model)
+    os.kill(pid, signal.SIGKILL)
+
+
+def test_a_dead_stub_is_named_in_the_error() -> None:
+    refused = InferenceServerException("in ensemble 'emotion_speech', Stub process 'speech_emotion_0_0' is not healthy.", "StatusCode.INTERNAL")
+    err = _upstream_error(refused, "127.0.0.1:1")
+    assert isinstance(err, ModelCrashed) and err.model == "speech_emotion"
+    assert "restart Triton" in str(err)
+
+
+def test_the_model_control_api_refuses_requests_without_the_key(server: TritonServer) -> None:
+    with EmotionClient(server.grpc_url) as client:
+        with pytest.raises(InferenceServerException, match="restricted"):
+            client._client.unload_model("speech_emotion")
+        assert client._client.is_model_ready("speech_emotion")
+
+
+def test_a_killed_model_is_restarted_and_its_requests_answered(server: TritonServer) -> None:
+    assert server.watchdog.expected["speech_emotion"] == 1 and len(server.watchdog.expected) == 11, "every Python-backend step"
+    with EmotionClient(server.grpc_url, crash_waits_s=(1.0, 2.0, 4.0, 8.0)) as client:
+        before = client.infer("emotion_speech", SPEECH_IN, SPEECH_OUT)["EMOTION_PROBS"]
+        _kill_stub(server, "speech_emotion")
+        time.sleep(0.2)
+        after = client.infer("emotion_speech", SPEECH_IN, SPEECH_OUT)["EMOTION_PROBS"]  # refused at first, then sent again
+    np.testing.assert_allclose(after, before, atol=1e-6)
+    assert server.watchdog.restarts == {"speech_emotion": 1}
+    assert stub_models(server.watchdog.stub) == server.watchdog.expected
+
+
+def test_without_the_watchdog_triton_leaves_the_model_dead(server: TritonServer) -> None:
+    server.watchdog.stop()
+    _kill_stub(server, "speech_emotion")
+    with EmotionClient(server.grpc_url, crash_waits_s=(0.5, 0.5)) as client:
+        with pytest.raises(ModelCrashed, match="'speech_emotion'") as caught:
+            client.infer("emotion_speech", SPEECH_IN, SPEECH_OUT)
+        assert client._client.is_model_ready("speech_emotion"), "Triton still calls it ready"
+    assert caught.value.model == "speech_emotion"
