@@ -102,6 +102,7 @@ def test_each_augmentation_and_condition_can_be_set_apart(monkeypatch: pytest.Mo
     assert level.recordings == RealRecordings().keeping(["level"]) and (level.speed, level.pitch, level.mixup_alpha) == (0, 0.1, 0)
     some = _config(monkeypatch, "--only", "2,1", "--model", "mlp")
     assert some.only == (2, 1) and some.model == "mlp"
+    assert _config(monkeypatch, "--val-actors", "0").val_actors == 0 and shipped.val_actors == 3
 
 
 @pytest.mark.parametrize(("options", "message"), [
