@@ -5,7 +5,7 @@ that they need no real data. Two tests read the real RAVDESS speech folder (``$E
 by default ``../shared/data/ravdess-speech`` beside the repository) and are skipped where it is
 absent: each member of the shipped model recomputes its card's figure on the actors it never heard
 (seconds), and, with ``EMOFUSE_FULL_TRAINING=1`` only, the cross-validation reproduces the shipped
-model (about 70 minutes on 2 cores, more than CI's time allows beside the other tests).
+model (about 90 minutes on 2 cores, more than CI's time allows beside the other tests).
 """
 
 from __future__ import annotations
@@ -410,7 +410,7 @@ def test_shipped_weights_are_real_small_and_documented() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Real RAVDESS: each shipped member on the actors it never heard (seconds), the full cross-validation (70 minutes)
+# Real RAVDESS: each shipped member on the actors it never heard (seconds), the full cross-validation (90 minutes)
 
 needs_real_data = pytest.mark.skipif(not (REAL_DATA / "labels.csv").is_file(), reason=f"RAVDESS speech not at {REAL_DATA}")
 
@@ -437,7 +437,7 @@ def test_each_shipped_member_scores_its_card_on_the_actors_it_never_heard() -> N
 
 @pytest.mark.slow
 @needs_real_data
-@pytest.mark.skipif(not os.environ.get("EMOFUSE_FULL_TRAINING"), reason="about 70 minutes: set EMOFUSE_FULL_TRAINING=1 to run it")
+@pytest.mark.skipif(not os.environ.get("EMOFUSE_FULL_TRAINING"), reason="about 90 minutes: set EMOFUSE_FULL_TRAINING=1 to run it")
 def test_full_training_reproduces_the_shipped_model(tmp_path: Path) -> None:
     """The shipped model's command: emofuse train audio --folds 5 --jobs 2 --ensemble (same seeds, one thread per fold)."""
     shipped = load_speech(SPEECH_WEIGHTS)[1].metrics
