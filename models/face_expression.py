@@ -47,6 +47,7 @@ from .checkpoint import read_checkpoint
 from .emotions import FER2013
 from .ensemble import MeanProbability
 from .face_vgg import FaceVGG, FaceVGGConfig
+from .face_views import TestTimeViews
 
 __all__ = [
     "CROP_SIZE",
@@ -335,10 +336,18 @@ def load_face_checkpoint(directory: str | Path) -> tuple[nn.Module, ModelCard]:
     ``face.card.json`` in ``directory``; in eval mode, with its card. All take (B, 64, 64) grey crops."""
     checkpoint, card = read_checkpoint(directory, "face", "face")
     if "members" in checkpoint:
-        model: nn.Module = MeanProbability([face_network(**member) for member in checkpoint["members"]])
+        model: nn.Module = MeanProbability([_member(**member) for member in checkpoint["members"]])
     else:
         model = face_network(checkpoint.get("architecture", "mini_xception"), checkpoint["config"], checkpoint["state_dict"])
     return model.eval(), card
+
+
+def _member(architecture: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None,
+            views: list[float] | None = None) -> nn.Module:  # fmt: skip
+    """One member of an ensemble's checkpoint; with ``views`` (zooms), judging each crop at those
+    zooms, each also mirrored (:class:`~models.face_views.TestTimeViews`), not in one pass."""
+    network = face_network(architecture, config, state_dict)
+    return network if views is None else TestTimeViews(network, tuple(views), CROP_SIZE)
 
 
 def face_network(architecture: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None) -> nn.Module:

