@@ -102,7 +102,10 @@ def serve(args: argparse.Namespace) -> int:
     workdir, repository = args.workdir.absolute(), args.repository.absolute()
     env = _prepare(workdir, repository, triton_url=f"127.0.0.1:{ports.grpc}")
     logs = workdir / "logs"
-    server, children = TritonServer(repository, ports=ports, log_path=logs / "triton.log"), _Children(logs)
+    from gateway.metrics import TRITON_RESTARTS_FILE  # the gateway's /metrics reads the watchdog's counts there
+
+    restarts = workdir / "metrics" / TRITON_RESTARTS_FILE
+    server, children = TritonServer(repository, ports=ports, log_path=logs / "triton.log", restart_counts=restarts), _Children(logs)
     address = f"http://{_authority(_local(args.host), args.port)}"
     try:
         server.start()

@@ -106,6 +106,9 @@ class TritonServer:
         Endpoints to listen on; Triton's defaults (8001 gRPC, 8000 HTTP, 8002 metrics) if None.
     log_path : str | Path | None
         Where the server's output goes; a temporary file if None.
+    restart_counts : str | Path | None
+        A JSON file where its watchdog keeps how often it restarted each model (``emofuse serve``
+        puts it beside the gateway's metrics); none if None.
     """
 
     def __init__(
@@ -114,11 +117,13 @@ class TritonServer:
         *,
         ports: TritonPorts | None = None,
         log_path: str | Path | None = None,
+        restart_counts: str | Path | None = None,
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
         self.ports = ports or TritonPorts()
         self._workdir = Path(tempfile.mkdtemp(prefix="emofuse-triton-"))
         self.log_path = Path(log_path) if log_path else self._workdir / "tritonserver.log"
+        self.restart_counts = Path(restart_counts) if restart_counts else None
         self._process: subprocess.Popen | None = None
         self._control_key = secrets.token_urlsafe(24)  # opens the model-control API to the watchdog alone
         self.watchdog: Watchdog | None = None
@@ -197,7 +202,7 @@ class TritonServer:
         except BaseException:  # not ready, or a signal while it loads: stop it here, __exit__ will not run
             self.stop()
             raise
-        self.watchdog = Watchdog(self.http_url, stub, self._control_key).start()
+        self.watchdog = Watchdog(self.http_url, stub, self._control_key, counts=self.restart_counts).start()
         log.info("Triton ready at %s", self.grpc_url)
         return self
 

@@ -10,7 +10,9 @@ model's stubs once a second and loads a model that lost one with its own configu
 parameter ``restarted_at``, through the model-control API. :class:`~emofuse.triton_server.TritonServer`
 opens that API only to requests that carry its key (:data:`CONTROL_HEADER`), and runs a watchdog
 for as long as it runs Triton. Clients wait for the restart: :class:`serving.EmotionClient` sends a
-request refused for a dead stub again (:class:`serving.errors.ModelCrashed`).
+request refused for a dead stub again (:class:`serving.errors.ModelCrashed`). With ``counts``, the
+watchdog keeps its restarts per model in that JSON file as well, for the gateway's ``/metrics``
+(``emofuse_triton_model_restarts_total``, :mod:`gateway.metrics`), which runs in other processes.
 """
 
 from __future__ import annotations
@@ -70,16 +72,20 @@ class Watchdog:
         it tells this Triton's stubs from any other's.
     key : str
         The value of :data:`CONTROL_HEADER` that its model-control API accepts.
+    counts : Path, optional
+        A JSON file that holds :attr:`restarts` (``{"model": times}``), written when the watchdog
+        starts (``{}``: a new Triton, none yet) and after each restart, whole (never half-written).
     """
 
-    def __init__(self, http_url: str, stub: Path, key: str, *, interval_s: float = 1.0) -> None:
-        self.http_url, self.stub, self.key, self.interval_s = http_url, stub, key, interval_s
+    def __init__(self, http_url: str, stub: Path, key: str, *, interval_s: float = 1.0, counts: Path | None = None) -> None:
+        self.http_url, self.stub, self.key, self.interval_s, self.counts = http_url, stub, key, interval_s, counts
         self.expected = stub_models(stub)  # every model is loaded when the watchdog starts
         self.restarts: Counter[str] = Counter()  # model: times restarted
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="triton-watchdog", daemon=True)
 
     def start(self) -> Watchdog:
+        self._write_counts()
         self._thread.start()
         return self
 
@@ -107,7 +113,15 @@ class Watchdog:
             log.error("restarting Triton model %s failed: %s", model, err)
             return
         self.restarts[model] += 1
+        self._write_counts()
         log.warning("Triton model %s restarted in %.1f s", model, time.perf_counter() - started)
+
+    def _write_counts(self) -> None:
+        if self.counts is None:
+            return
+        written = self.counts.with_name(f".{self.counts.name}.{os.getpid()}")
+        written.write_text(json.dumps(dict(self.restarts), sort_keys=True))
+        os.replace(written, self.counts)  # a scrape reads the old counts or the new, never half of them
 
     def _call(self, path: str, body: dict | None = None) -> dict:
         """GET (or POST ``body`` to) ``path`` of Triton's HTTP API; the JSON answer."""

@@ -23,6 +23,10 @@ process. Triton's own metrics stay on its port (8002).
   (:mod:`gateway.failures`), and every job failure, by ``count_failure(reason)`` (source job).
 - ``emofuse_jobs`` (gauge; ``state``: queued, running) and ``emofuse_jobs_oldest_queued_seconds``:
   counted in the database at scrape time, so exact whichever process runs the jobs.
+- ``emofuse_triton_model_restarts_total`` (counter; ``model``, a Triton model such as
+  ``speech_emotion``): models whose process died and that the watchdog of ``emofuse serve``
+  restarted (:mod:`emofuse.triton_watchdog`), read from its :data:`TRITON_RESTARTS_FILE` in
+  ``PROMETHEUS_MULTIPROC_DIR`` at scrape time; absent when Triton was started some other way.
 
 A job worker in another process reaches ``/metrics`` only when it shares the gateway's
 ``PROMETHEUS_MULTIPROC_DIR`` (start the embedded worker with the same variable); workers on other
@@ -33,14 +37,16 @@ hosts need an exporter of their own. With ``EMOFUSE_METRICS_TOKEN`` set, ``/metr
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from flask import Blueprint, Flask, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -56,6 +62,7 @@ __all__ = [
     "FAILURES",
     "JOB_STAGE_SECONDS",
     "MULTIPROCESS_DIR",
+    "TRITON_RESTARTS_FILE",
     "REQUESTS",
     "REQUEST_SECONDS",
     "TRITON_SECONDS",
@@ -69,6 +76,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("metrics", __name__)
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+TRITON_RESTARTS_FILE = "triton_model_restarts.json"  # in MULTIPROCESS_DIR, written by emofuse serve's Triton watchdog
 _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))  # anything else: "other"
 _UNMATCHED = "<unmatched>"  # a path no route has: one label for every scanner's guesses
 
@@ -138,6 +146,26 @@ class _JobCollector:
         yield GaugeMetricFamily("emofuse_jobs_oldest_queued_seconds", "How long the oldest queued job has waited.", value=waited)
 
 
+class _TritonRestarts:
+    """The Triton models ``emofuse serve``'s watchdog restarted, as its counts file says when Prometheus asks."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            counts = json.loads(self.path.read_text())
+        except FileNotFoundError:  # Triton not started by emofuse serve: no watchdog, no figure
+            return
+        except (OSError, ValueError) as err:
+            log.warning("Triton restarts not counted for /metrics: %s: %s", self.path, err)
+            return
+        restarts = CounterMetricFamily("emofuse_triton_model_restarts", "Triton models restarted after their process died.", labels=["model"])
+        for model, times in sorted(counts.items()):
+            restarts.add_metric([model], times)
+        yield restarts
+
+
 class _ThisProcess:
     """The process's own registry, when there is one process: everything it counted."""
 
@@ -148,8 +176,9 @@ class _ThisProcess:
 def _registry(app: Flask) -> CollectorRegistry:
     """A registry for one scrape: every worker's files (or this process) and the jobs in the database."""
     registry = CollectorRegistry()
-    if os.environ.get(MULTIPROCESS_DIR):
+    if directory := os.environ.get(MULTIPROCESS_DIR):
         MultiProcessCollector(registry)
+        registry.register(_TritonRestarts(Path(directory) / TRITON_RESTARTS_FILE))
     else:
         registry.register(_ThisProcess())
     registry.register(_JobCollector(engine_of(app)))

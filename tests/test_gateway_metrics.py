@@ -8,6 +8,7 @@ scrape, whichever worker answers it, counts all of them, also after a worker was
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from gateway.config import Config
 from gateway.db import engine_of
-from gateway.metrics import TRITON_SECONDS, count_failure
+from gateway.metrics import MULTIPROCESS_DIR, TRITON_RESTARTS_FILE, TRITON_SECONDS, count_failure
 from gateway.models import Analysis, AnalysisStatus, Job, JobState, Recording, User, utcnow
 from gateway.testing import free_port, stop_process
 from gateway.testing_flow import RedisServer, gateway_app
@@ -133,6 +134,22 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode()
+
+
+def test_triton_restarts_are_read_from_the_watchdogs_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`emofuse serve`'s watchdog writes its counts beside the metrics files; a scrape reads them as they are then."""
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    monkeypatch.setenv(MULTIPROCESS_DIR, str(directory))
+    web = gateway_app(tmp_path).test_client()
+    assert not any(name.startswith("emofuse_triton_model_restarts") for name, _ in _scrape(web)), "no watchdog, no figure"
+    counts = directory / TRITON_RESTARTS_FILE
+    counts.write_text(json.dumps({"speech_emotion": 2, "face_expression": 1}))
+    samples = _scrape(web)
+    assert _value(samples, "emofuse_triton_model_restarts_total", model="speech_emotion") == 2
+    assert _value(samples, "emofuse_triton_model_restarts_total", model="face_expression") == 1
+    counts.write_text("{not json")
+    assert not any(name.startswith("emofuse_triton_model_restarts") for name, _ in _scrape(web)), "no wrong figure, and no error"
 
 
 class Gunicorn:

@@ -129,6 +129,27 @@ def _metric(text: str, name: str, **labels: str) -> float:
                if sample.name == name and labels.items() <= sample.labels.items())  # fmt: skip
 
 
+def _kill_the_stub_of(pid: int, model: str) -> None:
+    """SIGKILL the process of Triton's Python-backend ``model`` among ``pid``'s descendants, as the kernel's OOM killer would."""
+    for child in descendants(pid):
+        try:
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"triton_python_backend_stub") and f"/{model}/".encode() in argv[1]:
+            os.kill(child, signal.SIGKILL)
+            return
+    raise AssertionError(f"no stub process of {model} below {pid}")
+
+
+def _restarts_counted(web: Browser, model: str, timeout_s: float = 60) -> float:
+    """``emofuse_triton_model_restarts_total`` for ``model`` once it is above 0, or 0 after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while (count := _metric(web.get("/metrics")[1], "emofuse_triton_model_restarts_total", model=model)) == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return count
+
+
 def _analyse_the_sample(web: Browser) -> tuple[int, int]:
     """Press the sample button on the empty history; follow the analysis to its end. Its id and the polls made."""
     status, page, _ = web.get("/")
@@ -177,6 +198,9 @@ def test_serve_runs_triton_the_gateway_and_the_worker_then_stops_them_all(reposi
         # Every poll counted once, whichever of gunicorn's two workers answered it; the jobs gauge read from the database.
         assert _metric(metrics, "emofuse_http_requests_total", route=STATUS_ROUTE, method="GET") == polls
         assert _metric(metrics, "emofuse_jobs", state="queued") == _metric(metrics, "emofuse_jobs", state="running") == 0
+        assert "# TYPE emofuse_triton_model_restarts_total counter" in metrics and _metric(metrics, "emofuse_triton_model_restarts_total") == 0
+        _kill_the_stub_of(serve.process.pid, "speech_emotion")
+        assert _restarts_counted(web, "speech_emotion") == 1, "the watchdog restarted it, and /metrics says so"
         children = descendants(serve.process.pid)
         assert len(children) >= 5, children  # Triton and its models' stubs, gunicorn and its workers, the job worker
         serve.process.send_signal(signal.SIGTERM)

@@ -7,6 +7,7 @@ requests again meanwhile. The tests run in file order on one server: the last st
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -30,8 +31,9 @@ SPEECH_OUT = ["EMOTION_PROBS", "VOICE_PRESENT", "VOICED_FRACTION"]
 
 
 @pytest.fixture(scope="module")
-def server(repository: Path) -> Iterator[TritonServer]:
-    server = TritonServer(repository, ports=TritonPorts.free()).start()
+def server(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    counts = tmp_path_factory.mktemp("watchdog") / "restarts.json"
+    server = TritonServer(repository, ports=TritonPorts.free(), restart_counts=counts).start()
     yield server
     server.stop(timeout_s=5)  # after a request failed on a dead stub, Triton waits 30 s for it when told to stop
 
@@ -57,6 +59,7 @@ def test_the_model_control_api_refuses_requests_without_the_key(server: TritonSe
 
 def test_a_killed_model_is_restarted_and_its_requests_answered(server: TritonServer) -> None:
     assert server.watchdog.expected["speech_emotion"] == 1 and len(server.watchdog.expected) == 11, "every Python-backend step"
+    assert json.loads(server.restart_counts.read_text()) == {}, "written at start: a new Triton, no restarts yet"
     with EmotionClient(server.grpc_url) as client:  # the default waits: 15 s in all, a restart takes about 2.3 s
         before = client.infer("emotion_speech", SPEECH_IN, SPEECH_OUT)["EMOTION_PROBS"]
         _kill_stub(server, "speech_emotion")
@@ -64,6 +67,7 @@ def test_a_killed_model_is_restarted_and_its_requests_answered(server: TritonSer
         after = client.infer("emotion_speech", SPEECH_IN, SPEECH_OUT)["EMOTION_PROBS"]  # refused at first, then sent again
     np.testing.assert_allclose(after, before, atol=1e-6)
     assert server.watchdog.restarts == {"speech_emotion": 1}
+    assert json.loads(server.restart_counts.read_text()) == {"speech_emotion": 1}, "the counts /metrics reads"
     assert stub_models(server.watchdog.stub) == server.watchdog.expected
 
 
