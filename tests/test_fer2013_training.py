@@ -77,6 +77,30 @@ def test_a_face_vgg_checkpoint_loads_for_export_and_averages_mirrors(tmp_path: P
     assert not torch.allclose(logits[0], logits[1]), "different faces, different answers"
 
 
+def test_a_narrower_face_vgg_trains_from_scratch_at_the_width_asked(tmp_path: Path) -> None:
+    """`--channels`: FaceVGG at a quarter of its width or less, the width kept in its checkpoint."""
+    from models.face_vgg import FaceVGG
+
+    command = [sys.executable, "-m", "emofuse.cli", "train", "fer2013", "--data", str(FER2013), "--out", str(tmp_path),
+               "--start", "scratch", "--channels", "8,16,32,32", "--epochs", "1", "--per-class", "20"]  # fmt: skip
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    model, card = load_face_checkpoint(tmp_path)
+    assert isinstance(model, FaceVGG) and model.config.channels == (8, 16, 32, 32) and model.config.flip_average
+    assert "channels 8,16,32,32" in card.source
+    assert model(torch.randint(0, 256, (2, 64, 64), dtype=torch.uint8)).shape == (2, 7)
+
+
+@pytest.mark.parametrize(("options", "message"), [(["--start", "scratch", "--channels", "16,32"], "four positive channel counts"),
+                                                  (["--start", "scratch", "--channels", "16,a,64,128"], "whole numbers separated by commas"),
+                                                  (["--start", "port", "--channels", "16,32,64,128"], "use it with --start scratch")])  # fmt: skip
+def test_channels_that_do_not_make_a_face_vgg_are_refused(options: list[str], message: str, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "emofuse.cli", "train", "fer2013", "--data", str(FER2013), "--out", str(tmp_path / "out"), *options]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.fixture(scope="module")
 def joined(trained, tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
     """The port and the quick run's model joined by `--ensemble`, measured on a slice of the tests."""

