@@ -40,7 +40,7 @@ __all__ = [
 
 #: What each served model is called where people read it.
 MODEL_NAMES = {
-    "face_expression": "Face model (mini-Xception, trained on FER-2013 photos)",
+    "face_expression": "Face model (CNNs trained on FER-2013 photos)",
     "speech_emotion": "Voice model (speech CNNs, trained on RAVDESS actors)",
     "av_attention": "Audio-video attention model",
     "av_trial": "Audio-video attention model, per trial",

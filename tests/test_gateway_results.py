@@ -110,7 +110,7 @@ def test_the_result_page_has_the_player_the_strip_the_windows_the_plot_and_the_v
     assert html.count("<polyline ") + html.count("<circle ") >= len(document["labels"])  # a line per label
     verdict = document["verdict"]
     assert f'{verdict["label"]}</p>' in html and f'{round(verdict["confidence"] * 100)} % confidence' in html
-    assert "Face model (mini-Xception" in html and "Voice model (speech CNNs" in html and "trained on real data" in html
+    assert "Face model (CNNs trained on FER-2013" in html and "Voice model (speech CNNs" in html and "trained on real data" in html
     assert html.count('class="badge untrained"') == 0
     for kind in ("video", "json", "csv", "plot"):
         assert f'href="/analyses/{analysis_id}/files/{kind}?download=1"' in html
