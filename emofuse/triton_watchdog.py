@@ -120,8 +120,11 @@ class Watchdog:
         if self.counts is None:
             return
         written = self.counts.with_name(f".{self.counts.name}.{os.getpid()}")
-        written.write_text(json.dumps(dict(self.restarts), sort_keys=True))
-        os.replace(written, self.counts)  # a scrape reads the old counts or the new, never half of them
+        try:
+            written.write_text(json.dumps(dict(self.restarts), sort_keys=True))
+            os.replace(written, self.counts)  # a scrape reads the old counts or the new, never half of them
+        except OSError as err:  # a full disk must not end the watchdog: restarting models matters more than counting them
+            log.error("Triton restarts not written to %s: %s", self.counts, err)
 
     def _call(self, path: str, body: dict | None = None) -> dict:
         """GET (or POST ``body`` to) ``path`` of Triton's HTTP API; the JSON answer."""

@@ -154,10 +154,10 @@ class _TritonRestarts:
 
     def collect(self) -> Iterator[Metric]:
         try:
-            counts = json.loads(self.path.read_text())
+            counts = {str(model): float(times) for model, times in json.loads(self.path.read_text()).items()}
         except FileNotFoundError:  # Triton not started by emofuse serve: no watchdog, no figure
             return
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, TypeError, AttributeError) as err:  # not {"model": times}: no wrong figure
             log.warning("Triton restarts not counted for /metrics: %s: %s", self.path, err)
             return
         restarts = CounterMetricFamily("emofuse_triton_model_restarts", "Triton models restarted after their process died.", labels=["model"])

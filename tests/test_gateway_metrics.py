@@ -148,8 +148,9 @@ def test_triton_restarts_are_read_from_the_watchdogs_counts(tmp_path: Path, monk
     samples = _scrape(web)
     assert _value(samples, "emofuse_triton_model_restarts_total", model="speech_emotion") == 2
     assert _value(samples, "emofuse_triton_model_restarts_total", model="face_expression") == 1
-    counts.write_text("{not json")
-    assert not any(name.startswith("emofuse_triton_model_restarts") for name, _ in _scrape(web)), "no wrong figure, and no error"
+    for broken in ("{not json", "[1, 2]", '{"speech_emotion": "often"}'):
+        counts.write_text(broken)
+        assert not any(name.startswith("emofuse_triton_model_restarts") for name, _ in _scrape(web)), f"{broken}: no wrong figure, and no error"
 
 
 class Gunicorn:

@@ -19,7 +19,7 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from emofuse.triton_server import TritonPorts, TritonServer
-from emofuse.triton_watchdog import stub_models, stub_processes
+from emofuse.triton_watchdog import Watchdog, stub_models, stub_processes
 from serving import EmotionClient, ModelCrashed
 from serving.triton_client import _upstream_error
 
@@ -41,6 +41,16 @@ def server(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def _kill_stub(server: TritonServer, model: str) -> None:
     pid = next(pid for pid, name in stub_processes(server.watchdog.stub).items() if name == model)
     os.kill(pid, signal.SIGKILL)
+
+
+def test_counts_that_cannot_be_written_do_not_stop_the_watchdog(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A counts file in a folder that is gone: the watchdog says so in the log and goes on."""
+    watchdog = Watchdog("http://127.0.0.1:1", tmp_path / "no-stub", "key", counts=tmp_path / "gone" / "restarts.json").start()
+    try:
+        assert watchdog._thread.is_alive()
+        assert "Triton restarts not written" in caplog.text
+    finally:
+        watchdog.stop()
 
 
 def test_a_dead_stub_is_named_in_the_error() -> None:
