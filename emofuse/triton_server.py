@@ -34,11 +34,15 @@ from serving.errors import TritonUnavailable
 
 from .triton_watchdog import CONTROL_HEADER, Watchdog
 
-__all__ = ["TritonPorts", "TritonServer", "die_with_parent", "free_port"]
+__all__ = ["EXIT_WAIT_S", "TritonPorts", "TritonServer", "die_with_parent", "free_port"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_START_TIMEOUT_S = 120.0  # loading the Python-backend models takes a few seconds each
+# How long Triton waits on stop for requests still in flight. Its default, 30 s, is spent in full
+# after a request failed on a dead stub (Triton still counts it in flight); a window's request takes
+# well under a second, so 10 s lets real ones finish.
+EXIT_WAIT_S = 10
 
 
 def free_port() -> int:
@@ -150,6 +154,7 @@ class TritonServer:
             f"--http-port={self.ports.http}",
             f"--metrics-port={self.ports.metrics}",
             "--allow-metrics=true",
+            f"--exit-timeout-secs={EXIT_WAIT_S}",
             "--exit-on-error=true",  # a model that fails to load stops the server: no silent half-service
             "--log-verbose=0",
             # Every model is loaded at start, and may be loaded again later: how the watchdog

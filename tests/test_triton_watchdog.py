@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from emofuse.triton_server import TritonPorts, TritonServer
+from emofuse.triton_server import EXIT_WAIT_S, TritonPorts, TritonServer
 from emofuse.triton_watchdog import Watchdog, stub_models, stub_processes
 from serving import EmotionClient, ModelCrashed
 from serving.triton_client import _upstream_error
@@ -35,7 +35,7 @@ def server(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     counts = tmp_path_factory.mktemp("watchdog") / "restarts.json"
     server = TritonServer(repository, ports=TritonPorts.free(), restart_counts=counts).start()
     yield server
-    server.stop(timeout_s=5)  # after a request failed on a dead stub, Triton waits 30 s for it when told to stop
+    server.stop()
 
 
 def _kill_stub(server: TritonServer, model: str) -> None:
@@ -89,3 +89,12 @@ def test_without_the_watchdog_triton_leaves_the_model_dead(server: TritonServer)
             client.infer("emotion_speech", SPEECH_IN, SPEECH_OUT)
         assert client._client.is_model_ready("speech_emotion"), "Triton still calls it ready"
     assert caught.value.model == "speech_emotion"
+
+
+def test_a_server_whose_request_failed_on_a_dead_stub_stops_within_its_exit_wait(server: TritonServer) -> None:
+    """Triton counts the failed request as still in flight and waits for it on stop: 30 s by its
+    default, EXIT_WAIT_S as emofuse starts it; then it exits by itself, not killed."""
+    process, started = server._process, time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < EXIT_WAIT_S + 5
+    assert process.returncode != -signal.SIGKILL
