@@ -101,6 +101,28 @@ def test_channels_that_do_not_make_a_face_vgg_are_refused(options: list[str], me
     assert not (tmp_path / "out").exists()
 
 
+def test_a_student_learns_faces_from_a_teacher_alone(tmp_path: Path) -> None:
+    """`--teacher` with weight 1: every target is the shipped model's probabilities, never a label,
+    and the re-initialised head still learns expressions of faces neither network trained on."""
+    command = [sys.executable, "-m", "emofuse.cli", "train", "fer2013", "--data", str(FER2013), "--out", str(tmp_path), "--epochs", "3",
+               "--per-class", "60", "--fresh-head", "--teacher", str(ROOT / "models" / "weights" / "face"), "--teacher-weight", "1"]  # fmt: skip
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr
+    figures = json.loads(run.stdout.splitlines()[-1])
+    assert figures["private_test_accuracy"] > 0.3, f"chance is 1/7: {figures}"
+    source = ModelCard.load(tmp_path / "face.card.json").source
+    assert "distilled from emofuse train fer2013 --ensemble port" in source and "teacher weight 1.0" in source
+
+
+@pytest.mark.parametrize(("options", "message"), [(["--teacher", "models/weights/face", "--teacher-weight", "0"], "above 0 and at most 1"),
+                                                  (["--teacher", "no-such-folder"], "face.pt not found")])  # fmt: skip
+def test_a_teacher_that_cannot_teach_is_refused(options: list[str], message: str, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "emofuse.cli", "train", "fer2013", "--data", str(FER2013), "--out", str(tmp_path / "out"), *options]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and message in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.fixture(scope="module")
 def joined(trained, tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
     """The port and the quick run's model joined by `--ensemble`, measured on a slice of the tests."""

@@ -17,6 +17,8 @@ Each image becomes a model input as serving makes one from a face photo
 faces in real videos vary: mirrored, turned by up to 10 degrees, scaled by 0.9-1.1, shifted by up
 to 4 pixels, and their brightness and contrast changed by up to 20 %; the loss is smoothed
 (label smoothing 0.1). ``--per-class N`` trains on the first N images of each class (a quick run).
+``--teacher DIR`` distils a face model this command wrote (an ensemble, say) into the one trained:
+each image's target is its label mixed with the teacher's probabilities for it (``--teacher-weight``).
 
 Writes ``DIR/face.pt``, ``DIR/face.card.json`` and the PrivateTest report (``face.test.json``,
 ``face.confusion.png``); ``emofuse repo build --face DIR`` serves it.
@@ -57,7 +59,7 @@ from .loop import FitConfig, class_weights, fit, predict_proba
 from .metrics import report
 from .report import write_report
 
-__all__ = ["Augment", "FER2013Split", "ensemble", "read_fer2013", "train", "main"]
+__all__ = ["Augment", "Distil", "FER2013Split", "ensemble", "read_fer2013", "train", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +146,24 @@ class Augment:
         return (crops.squeeze(1),), labels
 
 
+@dataclass(frozen=True)
+class Distil:
+    """Training batches whose targets mix each image's label with a teacher's probabilities.
+
+    The teacher judged each image once, unaugmented and in its own served views, before training
+    (the arrays' second member, (B, 7)); the student sees the image augmented. A teacher that
+    averages several networks knows which faces are ambiguous, and its probabilities say so.
+    """
+
+    augment: Augment
+    weight: float  # of the teacher's probabilities in the target; the label gets the rest
+
+    def __call__(self, arrays, labels: torch.Tensor, rng: np.random.Generator) -> tuple[tuple[torch.Tensor], torch.Tensor]:
+        (crops,), labels = self.augment(arrays[:1], labels, rng)
+        teacher = torch.from_numpy(arrays[1])
+        return (crops,), (1 - self.weight) * F.one_hot(labels, teacher.shape[1]).to(torch.float32) + self.weight * teacher
+
+
 WEIGHTINGS = {"none": 0.0, "sqrt": 0.5, "inverse": 1.0}  # --class-weights: the power of training.loop.class_weights
 
 
@@ -203,15 +223,20 @@ def measure_port(data: str | Path) -> Figures:
 
 
 def train(data: str | Path, out: str | Path, cfg: FitConfig, start: str = "port", per_class: int | None = None,
-          fresh_head: bool = False, weighting: str = "none", channels: tuple[int, ...] | None = None) -> ModelCard:  # fmt: skip
+          fresh_head: bool = False, weighting: str = "none", channels: tuple[int, ...] | None = None,
+          teacher: str | Path | None = None, teacher_weight: float = 0.5) -> ModelCard:  # fmt: skip
     """Train on ``data``'s Training images, choose on PublicTest, report on PrivateTest; write
     the checkpoint, card and report into ``out`` and return the card.
 
     ``weighting``: a key of :data:`WEIGHTINGS`, how the loss weighs rare classes (disgust).
     ``channels``: FaceVGG's width per stage, with ``start`` "scratch" (None: 32, 64, 128, 256).
+    ``teacher``: a folder this command wrote, whose model is distilled (:class:`Distil`, ``teacher_weight``).
     """
     torch.manual_seed(cfg.seed)
     model = starting_model(start, fresh_head, channels)  # before the data is read: a wrong option fails at once
+    if not 0 < teacher_weight <= 1:
+        raise ValueError(f"--teacher-weight {teacher_weight}: give the teacher's share of each target, above 0 and at most 1 (0.5: half label, half teacher)")
+    tutor = None if teacher is None else _teacher(teacher)
     usages = read_fer2013(data, per_class)
     train_set, public = usages["Training"], usages["PublicTest"]
     log.info("FER-2013: %s", ", ".join(f"{u} {len(s)}" for u, s in usages.items()))
@@ -222,7 +247,11 @@ def train(data: str | Path, out: str | Path, cfg: FitConfig, start: str = "port"
     if channels is not None:
         made += f", channels {','.join(map(str, channels))}"
     augment = Augment()
-    model, history = fit(model, ((train_set.crops,), train_set.labels), ((public.crops,), public.labels), cfg, train_batch=augment)
+    inputs, batches = (train_set.crops,), augment
+    if tutor is not None:
+        inputs, batches = (train_set.crops, predict_proba(tutor[0], inputs).astype(np.float32)), Distil(augment, teacher_weight)
+        made += f", distilled from {tutor[1]} (teacher weight {teacher_weight})"
+    model, history = fit(model, (inputs, train_set.labels), ((public.crops,), public.labels), cfg, train_batch=batches)
     figures = measure(model, usages)
     set_flip_average(model, True)
     out = Path(out)
@@ -280,6 +309,14 @@ def ensemble(data: str | Path, out: str | Path, members: list[str], flip_average
     card = _card(f"mean probability of {len(nets)} networks trained on FER-2013{how}", f"emofuse train fer2013 --ensemble {' '.join(members)}{option}",
                  f"Training images, as each member was trained (members){_quick(per_class)}", usages, figures, served, {"members": each})  # fmt: skip
     return _save_card(card, out)
+
+
+def _teacher(folder: str | Path) -> tuple[torch.nn.Module, str]:
+    """The model to distil from a folder this command wrote, and what it is (its card's source)."""
+    net, card = load_face_checkpoint(folder)
+    if card.labels != list(FER2013):
+        raise ValueError(f"{folder}: its labels {card.labels} are not FER-2013's {list(FER2013)}; give a face model emofuse train fer2013 wrote.")
+    return net, card.source
 
 
 def _members(members: list[str]) -> tuple[list[torch.nn.Module], list[str]]:
@@ -393,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--channels", type=_channels, metavar="C1,C2,C3,C4",
                         help="--start scratch: FaceVGG's channels per stage (default 32,64,128,256; 16,32,64,128 costs a quarter)")
+    parser.add_argument("--teacher", type=Path, metavar="DIR", help="distil the face model in DIR (one this command wrote, such as an ensemble) into the one trained")
+    parser.add_argument("--teacher-weight", type=float, default=0.5, help="--teacher: its probabilities' share of each target (the label has the rest)")
     parser.add_argument("--measure-port", action="store_true", help="train nothing: the fer port's figures on PublicTest and PrivateTest, in one view, flip-averaged and in its served views")
     parser.add_argument("--ensemble", nargs="+", metavar="MEMBER", help="train nothing: join port and/or folders this command wrote into one model")
     parser.add_argument("--single-pass", action="store_true", help="--ensemble: serve the members without flip averaging (half the cost)")
@@ -414,7 +453,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.ensemble:
             card = ensemble(args.data, args.out, args.ensemble, not args.single_pass, args.per_class, args.views, args.mirrored)
         else:
-            card = train(args.data, args.out, cfg, args.start, args.per_class, args.fresh_head, args.class_weights, args.channels)
+            card = train(args.data, args.out, cfg, args.start, args.per_class, args.fresh_head, args.class_weights, args.channels,
+                         args.teacher, args.teacher_weight)  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         print(f"emofuse train fer2013: error: {err}", file=sys.stderr)
         return 1
