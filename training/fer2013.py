@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channels", type=_channels, metavar="C1,C2,C3,C4",
                         help="--start scratch: FaceVGG's channels per stage (default 32,64,128,256; 16,32,64,128 costs a quarter)")
     parser.add_argument("--teacher", type=Path, metavar="DIR", help="distil the face model in DIR (one this command wrote, such as an ensemble) into the one trained")
-    parser.add_argument("--teacher-weight", type=float, default=0.5, help="--teacher: its probabilities' share of each target (the label has the rest)")
+    parser.add_argument("--teacher-weight", type=float, help="--teacher: its probabilities' share of each target, the label having the rest (default 0.5)")
     parser.add_argument("--measure-port", action="store_true", help="train nothing: the fer port's figures on PublicTest and PrivateTest, in one view, flip-averaged and in its served views")
     parser.add_argument("--ensemble", nargs="+", metavar="MEMBER", help="train nothing: join port and/or folders this command wrote into one model")
     parser.add_argument("--single-pass", action="store_true", help="--ensemble: serve the members without flip averaging (half the cost)")
@@ -449,12 +449,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.out is None:
         parser.error("--out is required (or --measure-port)")
+    if args.teacher_weight is not None and args.teacher is None:
+        parser.error("--teacher-weight sets the share of a teacher's probabilities: give --teacher DIR too")
     try:
         if args.ensemble:
             card = ensemble(args.data, args.out, args.ensemble, not args.single_pass, args.per_class, args.views, args.mirrored)
         else:
             card = train(args.data, args.out, cfg, args.start, args.per_class, args.fresh_head, args.class_weights, args.channels,
-                         args.teacher, args.teacher_weight)  # fmt: skip
+                         args.teacher, 0.5 if args.teacher_weight is None else args.teacher_weight)  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         print(f"emofuse train fer2013: error: {err}", file=sys.stderr)
         return 1
